@@ -1,0 +1,46 @@
+"""Celery settings: JSON only, durable queues, persistent messages, acks after handling."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+_VAR_DIR = Path(os.environ.get("WF_VAR_DIR", Path(__file__).resolve().parent / "var"))
+_BROKER_DIR = _VAR_DIR / "broker"
+
+# CELERY_BROKER_URL=amqp://user:pass@127.0.0.1:5672/vhost for RabbitMQ; the embedded
+# filesystem broker under var/broker/ otherwise (no server, shared by local processes).
+broker_url = os.environ.get("CELERY_BROKER_URL", "wffs://")
+if broker_url.startswith("wffs://"):
+    for _folder in ("queue", "processed", "control"):
+        (_BROKER_DIR / _folder).mkdir(parents=True, exist_ok=True)
+    broker_transport_options = {
+        "data_folder_in": str(_BROKER_DIR / "queue"),
+        "data_folder_out": str(_BROKER_DIR / "queue"),
+        "processed_folder": str(_BROKER_DIR / "processed"),
+        "control_folder": str(_BROKER_DIR / "control"),
+        "polling_interval": float(os.environ.get("WF_BROKER_POLL_SECONDS", "0.05")),
+    }
+broker_connection_retry_on_startup = True
+
+# Never pickle: only JSON is accepted from the wire.
+task_serializer = "json"
+result_serializer = "json"
+event_serializer = "json"
+accept_content = ["json"]
+result_accept_content = ["json"]
+
+# A message is acknowledged after its handler's effects are committed; a worker that dies
+# mid-handler leaves it for redelivery.
+task_acks_late = True
+task_reject_on_worker_lost = True
+worker_prefetch_multiplier = 1
+worker_cancel_long_running_tasks_on_connection_loss = True
+task_create_missing_queues = True
+task_default_queue = "_default"
+
+# Handler outcomes live in the message log; task results are kept only when asked for.
+result_backend = "django-db"
+task_ignore_result = True
+
+worker_hijack_root_logger = False
+worker_send_task_events = False

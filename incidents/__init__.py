@@ -1,0 +1,1 @@
+"""Incidents: the Django app holding the workflow engine and its records."""

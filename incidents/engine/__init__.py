@@ -1,0 +1,1 @@
+"""The workflow engine's machinery; handler authors use incidents.workflow instead."""

@@ -1,0 +1,48 @@
+"""The engine's _Cleanup handler: once an ended incident is quiet, remove what it left."""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.utils import timezone
+
+from incidents.engine import locks
+from incidents.engine.registry import mark_handler, spec_of
+from incidents.models import IN_FLIGHT_STATUSES, HandlerState, Incident, MessageLog
+
+logger = logging.getLogger(__name__)
+
+
+def in_flight(incident_id: str, *, besides: str | None = None) -> int:
+    """How many of the incident's messages are committed but not yet finished."""
+    rows = MessageLog.objects.filter(incident_id=incident_id, status__in=IN_FLIGHT_STATUSES)
+    if besides:
+        rows = rows.exclude(pk=besides)
+    return rows.count()
+
+
+def must_wait(message: dict[str, Any]) -> bool:
+    """Cleanup waits (by retrying later) while the incident still has messages in flight."""
+    return not message.get("force") and in_flight(
+        message["IncidentID"], besides=message.get("MessageID")) > 0
+
+
+def _cleanup(message: dict[str, Any]) -> None:
+    incident_id = message["IncidentID"]
+    removed: dict[str, int] = {}
+    if message.get("CleanLocks", True):
+        removed["locks"] = locks.backend().clear(incident_id)
+    if message.get("CleanPersist", True):
+        removed["states"], _ = HandlerState.objects.filter(incident_id=incident_id).delete()
+    if message.get("CleanMessages", False):
+        removed["messages"], _ = (MessageLog.objects.filter(incident_id=incident_id)
+                                  .exclude(pk=message.get("MessageID")).delete())
+    Incident.objects.filter(pk=incident_id).update(cleaned_at=timezone.now())
+    logger.info("incident %s cleaned up: %s", incident_id, removed)
+
+
+cleanup_handler = mark_handler(_cleanup)
+_spec = spec_of(cleanup_handler)
+assert _spec is not None
+_spec.name = "_Cleanup"
+_spec.internal = True

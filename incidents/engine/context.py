@@ -1,0 +1,90 @@
+"""The running handler's context: what it has staged to commit when it returns."""
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import uuid
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any
+
+from incidents.models import IncidentStatus
+
+CONSUMER = f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class StagedMessage:
+    """A send() waiting for its handler (or FlushMessages) to commit it."""
+
+    id: str
+    incident_id: str
+    queue: str
+    body: dict[str, Any]
+    originator: str
+    src_tag: str = ""
+    dest_tag: str = ""
+
+
+@dataclass
+class StagedEnding:
+    """A Complete() or Cancel() waiting to commit: the incident's new status and cleanup."""
+
+    incident_id: str
+    status: IncidentStatus
+    reason: str
+    clean_locks: bool = True
+    clean_persist: bool = True
+    clean_messages: bool = False
+    force: bool = False
+
+
+@dataclass
+class Staging:
+    """Effects staged by one handler run, or by code outside any handler."""
+
+    originator: str = ""
+    outbox: list[StagedMessage] = field(default_factory=list)
+    puts: list[tuple[str, Any]] = field(default_factory=list)  # (incident_id, data)
+    endings: list[StagedEnding] = field(default_factory=list)
+
+
+@dataclass
+class HandlerRun(Staging):
+    """One run of a handler on one message."""
+
+    message_id: str | None = None
+    incident_id: str | None = None
+    attempt: int = 0
+    sends: int = 0
+    locks: set[tuple[str, str]] = field(default_factory=set)  # (label, incident_id)
+    lock_owner: str = field(default_factory=lambda: f"run:{uuid.uuid4()}")
+
+    def next_message_id(self) -> str:
+        """MessageIDs derived from the message being handled, so a rerun of the same
+        handler on a redelivered message produces the same ids and cannot send twice."""
+        self.sends += 1
+        if self.message_id is None:
+            return str(uuid.uuid4())
+        return str(uuid.uuid5(uuid.UUID(self.message_id), str(self.sends)))
+
+
+current_run: ContextVar[HandlerRun | None] = ContextVar("current_run", default=None)
+_outside = threading.local()
+
+
+def outside_staging() -> Staging:
+    """Effects staged outside any handler in this thread, waiting for FlushMessages()."""
+    staging = getattr(_outside, "staging", None)
+    if staging is None:
+        staging = _outside.staging = Staging()
+    return staging
+
+
+def staging() -> Staging:
+    return current_run.get() or outside_staging()
+
+
+def process_lock_owner() -> str:
+    return f"{CONSUMER}:{threading.get_ident()}"

@@ -1,0 +1,210 @@
+"""Handling one message: check it, run its handler, commit the handler's effects once."""
+from __future__ import annotations
+
+import enum
+import logging
+import time
+import traceback
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from incidents.engine import cleanup, context, lifecycle, locks, outbox
+from incidents.engine.context import HandlerRun, StagedEnding
+from incidents.engine.registry import HandlerSpec, handler_for
+from incidents.exceptions import Deferred, MessageError
+from incidents.models import (
+    FINAL_STATUSES,
+    LIVE_INCIDENT_STATUSES,
+    HandlerState,
+    Incident,
+    IncidentStatus,
+    MessageLog,
+    MessageStatus,
+)
+
+logger = logging.getLogger(__name__)
+
+DELIVERABLE = (MessageStatus.QUEUED, MessageStatus.SENT, MessageStatus.PROCESSING)
+
+
+class Result(enum.Enum):
+    COMPLETE = "COMPLETE"
+    ERROR = "ERROR"
+    NOT_PROCESSED = "NOT PROCESSED"
+    DUPLICATE = "DUPLICATE"  # already handled, or being handled by another delivery
+    REJECTED = "REJECTED"  # not a message of ours: unknown id, no handler, bad shape
+
+
+@dataclass
+class Outcome:
+    result: Result
+    error: BaseException | None = None
+
+
+class _Superseded(Exception):
+    """Another delivery of the same message claimed it; this run's effects are dropped."""
+
+
+def deliver(queue: str, message: Any, *, redelivered: bool = False, retries: int = 0) -> Outcome:
+    """Handle one delivery of `message` from `queue`. Raises Deferred to be retried later."""
+    try:
+        message_id, incident_id = _ids(message)
+    except MessageError as exc:
+        logger.error("queue %s: rejected a message: %s", queue, exc)
+        return Outcome(Result.REJECTED, exc)
+    spec = handler_for(queue)
+    row = MessageLog.objects.select_related("incident").filter(pk=message_id).first()
+    if spec is None or row is None or str(row.incident_id) != incident_id:
+        why = "no handler is registered here" if spec is None else "it is not in the message log"
+        logger.error("queue %s: rejected message %s of incident %s: %s",
+                     queue, message_id, incident_id, why)
+        return Outcome(Result.REJECTED)
+    if row.status in FINAL_STATUSES:
+        logger.info("queue %s: message %s already %s; duplicate delivery dropped",
+                    queue, message_id, row.status)
+        return Outcome(Result.DUPLICATE)
+    if row.status == MessageStatus.PROCESSING and not redelivered:
+        logger.info("queue %s: message %s is being handled by %s; extra copy dropped",
+                    queue, message_id, row.consumer)
+        return Outcome(Result.DUPLICATE)
+    incident = row.incident
+    if incident.status not in LIVE_INCIDENT_STATUSES and not spec.internal:
+        _finish_unprocessed(row, f"incident {incident_id} is {incident.status}")
+        return Outcome(Result.NOT_PROCESSED)
+    if spec.internal and cleanup.must_wait(message):
+        raise Deferred(f"cleanup of incident {incident_id} waits for messages in flight",
+                       delay=locks.retry_delay(retries), incident_id=incident_id, queue=queue)
+
+    run = HandlerRun(originator=spec.name, message_id=message_id, incident_id=incident_id,
+                     attempt=row.attempts + 1)
+    run.lock_owner = f"{message_id}:{run.attempt}"
+    atomic_label = f"_atomic:{spec.name}"
+    if spec.atomic:
+        if not locks.backend().acquire(atomic_label, incident_id, run.lock_owner, locks.lease()):
+            raise Deferred(f"{spec.name} is running for incident {incident_id}",
+                           delay=locks.retry_delay(retries), incident_id=incident_id,
+                           queue=queue, handler=spec.name)
+        run.locks.add((atomic_label, incident_id))
+    try:
+        if not _claim(row, run.attempt):
+            return Outcome(Result.DUPLICATE)
+        if incident.status == IncidentStatus.PENDING:
+            Incident.objects.filter(pk=incident_id, status=IncidentStatus.PENDING).update(
+                status=IncidentStatus.ACTIVE, activated_at=timezone.now())
+        return _run_and_commit(spec, run, message)
+    finally:
+        _release_locks(run)
+
+
+def run_directly(spec: HandlerSpec, message: dict[str, Any]) -> None:
+    """Run a handler called as a plain function: same context and commit, no log row."""
+    incident_id = message.get("IncidentID") if isinstance(message, dict) else None
+    run = HandlerRun(originator=spec.name, incident_id=str(incident_id) if incident_id else None)
+    outcome = _run_and_commit(spec, run, message)
+    if outcome.error is not None:
+        raise outcome.error
+
+
+def _ids(message: Any) -> tuple[str, str]:
+    if not isinstance(message, dict):
+        raise MessageError(f"message body is a {type(message).__name__}, not a JSON object")
+    message_id, incident_id = message.get("MessageID"), message.get("IncidentID")
+    if not isinstance(message_id, str) or not isinstance(incident_id, str):
+        raise MessageError("message has no MessageID or IncidentID string")
+    try:
+        return str(uuid.UUID(message_id)), str(uuid.UUID(incident_id))
+    except ValueError:
+        raise MessageError(f"MessageID {message_id!r} or IncidentID {incident_id!r} "
+                           "is not a UUID") from None
+
+
+def _claim(row: MessageLog, attempt: int) -> bool:
+    """Mark the row PROCESSING for this attempt; False if another delivery got there first."""
+    row.received = timezone.now()
+    return bool(MessageLog.objects.filter(pk=row.pk, attempts=attempt - 1,
+                                          status__in=DELIVERABLE).update(
+        status=MessageStatus.PROCESSING, attempts=attempt, received=row.received,
+        consumer=context.CONSUMER))
+
+
+def _run_and_commit(spec: HandlerSpec, run: HandlerRun, message: Any) -> Outcome:
+    token = context.current_run.set(run)
+    started = time.monotonic()
+    error: Exception | None = None
+    try:
+        spec.func(message)
+    except Exception as exc:  # user code: any failure becomes an ERROR in the log
+        error = exc
+    finally:
+        context.current_run.reset(token)
+    duration = time.monotonic() - started
+    try:
+        with transaction.atomic():
+            if error is None:
+                to_publish = _commit_success(run, duration)
+            else:
+                to_publish = _commit_failure(spec, run, error, duration)
+    except _Superseded:
+        logger.warning("incident %s: message %s was claimed by another delivery; "
+                       "this run's effects are dropped", run.incident_id, run.message_id)
+        return Outcome(Result.DUPLICATE)
+    outbox.publish(to_publish)
+    if error is not None:
+        logger.error("incident %s: handler %s failed on message %s: %r", run.incident_id,
+                     spec.name, run.message_id, error, exc_info=error)
+        return Outcome(Result.ERROR, error)
+    return Outcome(Result.COMPLETE)
+
+
+def _finish_row(run: HandlerRun, status: str, duration: float, comment: str = "") -> None:
+    if run.message_id is None:
+        return
+    done = MessageLog.objects.filter(pk=run.message_id, status=MessageStatus.PROCESSING,
+                                     attempts=run.attempt).update(
+        status=status, completed=timezone.now(), duration=duration, comment=comment)
+    if not done:
+        raise _Superseded
+
+
+def _commit_success(run: HandlerRun, duration: float) -> list[MessageLog]:
+    _finish_row(run, MessageStatus.COMPLETE, duration)
+    rows = outbox.log_rows(run.outbox)
+    if run.puts:
+        HandlerState.objects.bulk_create(
+            HandlerState(incident_id=i, handler=run.originator, data=d) for i, d in run.puts)
+    for ending in run.endings:
+        cleanup_message = lifecycle.apply_ending(ending, originator=run.originator)
+        if cleanup_message is not None:
+            rows += outbox.log_rows([cleanup_message])
+    outbox.insert(rows)
+    return rows
+
+
+def _commit_failure(spec: HandlerSpec, run: HandlerRun, error: Exception,
+                    duration: float) -> list[MessageLog]:
+    trace = "".join(traceback.format_exception(error))
+    _finish_row(run, MessageStatus.ERROR, duration, comment=trace[-20_000:])
+    if run.incident_id is None or spec.internal:
+        return []
+    reason = f"handler {spec.name} failed on message {run.message_id}: {error!r}"
+    cleanup_message = lifecycle.apply_ending(
+        StagedEnding(run.incident_id, IncidentStatus.ERROR, reason), originator=run.originator)
+    rows = outbox.log_rows([cleanup_message]) if cleanup_message else []
+    outbox.insert(rows)
+    return rows
+
+
+def _finish_unprocessed(row: MessageLog, reason: str) -> None:
+    MessageLog.objects.filter(pk=row.pk, status__in=DELIVERABLE).update(
+        status=MessageStatus.NOT_PROCESSED, completed=timezone.now(), comment=reason)
+    logger.info("incident %s: message %s to %s not processed: %s",
+                row.incident_id, row.id, row.destination, reason)
+
+
+def _release_locks(run: HandlerRun) -> None:
+    for label, incident_id in run.locks:
+        locks.backend().release(label, incident_id, run.lock_owner)

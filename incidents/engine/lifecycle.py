@@ -1,0 +1,114 @@
+"""Incident life: declare, activate, and end (Complete/Cancel/ERROR) with a cleanup request."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import uuid
+from typing import Any
+
+from django.utils import timezone
+
+from incidents.engine import context, incidents_db
+from incidents.engine.context import StagedEnding, StagedMessage
+from incidents.engine.registry import CLEANUP_QUEUE
+from incidents.engine.validation import check_incident_id, to_json
+from incidents.exceptions import MessageError, MessageTypeError
+from incidents.models import (
+    ENDED_INCIDENT_STATUSES,
+    LIVE_INCIDENT_STATUSES,
+    Incident,
+    IncidentStatus,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def create_incident(name: Any, kind: Any, incident_date: Any = None,
+                    parameters: Any = None) -> str:
+    for label, value in (("name", name), ("kind", kind)):
+        if not isinstance(value, str) or not value.strip():
+            raise MessageTypeError(
+                f"CreateIncident(): {label} {value!r} must be a non-empty string")
+        if len(value) > (200 if label == "name" else 100):
+            raise MessageError(f"CreateIncident(): {label} is longer than the limit of "
+                               f"{200 if label == 'name' else 100} characters; shorten it")
+    if incident_date is None:
+        incident_date = timezone.now()
+    elif isinstance(incident_date, str):
+        try:
+            incident_date = dt.datetime.fromisoformat(incident_date)
+        except ValueError:
+            raise MessageError(f"CreateIncident(): incident_date {incident_date!r} is not an "
+                               "ISO 8601 date or datetime, e.g. '2026-08-01T14:00:00+00:00'") from None
+    elif isinstance(incident_date, dt.date) and not isinstance(incident_date, dt.datetime):
+        incident_date = dt.datetime.combine(incident_date, dt.time())
+    if not isinstance(incident_date, dt.datetime):
+        raise MessageTypeError(f"CreateIncident(): incident_date {incident_date!r} must be a "
+                               "datetime, a date or an ISO 8601 string")
+    if timezone.is_naive(incident_date):
+        incident_date = timezone.make_aware(incident_date)
+    if parameters is None:
+        parameters = {}
+    if not isinstance(parameters, dict):
+        raise MessageTypeError(f"CreateIncident(): parameters {parameters!r} must be a dict")
+    parameters = json.loads(to_json(parameters, where="CreateIncident()", name="parameters"))
+    incident = Incident.objects.create(name=name, kind=kind, incident_date=incident_date,
+                                       parameters=parameters)
+    logger.info("incident %s declared: %s (%s)", incident.id, name, kind)
+    return str(incident.id)
+
+
+def set_active(incident_id: Any) -> bool:
+    """PENDING -> ACTIVE; False if the incident was not PENDING."""
+    incident_id = check_incident_id(incident_id, where="setIncidentActive()")
+    incidents_db.require(incident_id, where="setIncidentActive()")
+    return bool(Incident.objects.filter(pk=incident_id, status=IncidentStatus.PENDING)
+                .update(status=IncidentStatus.ACTIVE, activated_at=timezone.now()))
+
+
+def stage_ending(incident_id: Any, status: Any, reason: Any, *, where: str,
+                 **flags: bool) -> None:
+    """Stage the end of an incident; it applies when the handler commits (or right away
+    outside a handler, with the cleanup message waiting for FlushMessages())."""
+    incident_id = check_incident_id(incident_id, where=where)
+    if status not in ENDED_INCIDENT_STATUSES:
+        raise MessageError(f"{where}: status {status!r} is not an end state; use one of "
+                           f"{', '.join(s.value for s in ENDED_INCIDENT_STATUSES)}")
+    if not isinstance(reason, str):
+        raise MessageTypeError(f"{where}: reason {reason!r} must be a string")
+    for flag, value in flags.items():
+        if not isinstance(value, bool):
+            raise MessageTypeError(f"{where}: {flag}={value!r} must be True or False")
+    ending = StagedEnding(incident_id, IncidentStatus(status), reason, **flags)
+    run = context.current_run.get()
+    if run is not None:
+        if incident_id != run.incident_id:
+            incidents_db.require(incident_id, where=where)
+        run.endings.append(ending)
+        return
+    incidents_db.require(incident_id, where=where)
+    cleanup = apply_ending(ending, originator="")
+    if cleanup is not None:
+        context.outside_staging().outbox.append(cleanup)
+
+
+def apply_ending(ending: StagedEnding, *, originator: str) -> StagedMessage | None:
+    """Set the incident's end status; return its cleanup message, or None if it had ended."""
+    live = LIVE_INCIDENT_STATUSES if not ending.force else (
+        *LIVE_INCIDENT_STATUSES, *ENDED_INCIDENT_STATUSES)
+    changed = Incident.objects.filter(pk=ending.incident_id, status__in=live).update(
+        status=ending.status, completed_at=timezone.now(), comment=ending.reason[:10_000])
+    if not changed:
+        logger.info("incident %s already ended; %s ignored", ending.incident_id, ending.status)
+        return None
+    logger.info("incident %s is %s%s", ending.incident_id, ending.status,
+                f": {ending.reason}" if ending.reason else "")
+    message_id = str(uuid.uuid4())
+    body = {
+        "IncidentID": ending.incident_id, "MessageID": message_id, "originator": originator,
+        "CleanLocks": ending.clean_locks, "CleanPersist": ending.clean_persist,
+        "CleanMessages": ending.clean_messages, "force": ending.force,
+    }
+    return StagedMessage(id=message_id, incident_id=ending.incident_id, queue=CLEANUP_QUEUE,
+                         body=body, originator=originator)

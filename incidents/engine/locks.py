@@ -1,0 +1,126 @@
+"""Leased per-incident locks, in the database or (WORKFLOW_REDIS_URL) in Redis."""
+from __future__ import annotations
+
+import functools
+import random
+import time
+from datetime import timedelta
+from typing import Any, Protocol
+
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from incidents import conf
+from incidents.models import Lock
+
+
+class LockBackend(Protocol):
+    def acquire(self, label: str, incident_id: str, owner: str, lease: float) -> bool: ...
+    def release(self, label: str, incident_id: str, owner: str) -> bool: ...
+    def is_locked(self, label: str, incident_id: str) -> bool: ...
+    def clear(self, incident_id: str) -> int: ...
+
+
+class DatabaseLocks:
+    """Locks as rows with a unique (incident, label); an expired row may be taken over."""
+
+    def acquire(self, label: str, incident_id: str, owner: str, lease: float) -> bool:
+        now = timezone.now()
+        expires = now + timedelta(seconds=lease)
+        try:
+            with transaction.atomic():
+                Lock.objects.create(incident_id=incident_id, label=label, owner=owner,
+                                    acquired_at=now, expires_at=expires)
+            return True
+        except IntegrityError:
+            # Held: take it only if the lease ran out or we hold it already (re-entrant).
+            return bool(
+                Lock.objects.filter(incident_id=incident_id, label=label)
+                .filter(Q(expires_at__lte=now) | Q(owner=owner))
+                .update(owner=owner, acquired_at=now, expires_at=expires)
+            )
+
+    def release(self, label: str, incident_id: str, owner: str) -> bool:
+        deleted, _ = Lock.objects.filter(incident_id=incident_id, label=label, owner=owner).delete()
+        return bool(deleted)
+
+    def is_locked(self, label: str, incident_id: str) -> bool:
+        return Lock.objects.filter(incident_id=incident_id, label=label,
+                                   expires_at__gt=timezone.now()).exists()
+
+    def clear(self, incident_id: str) -> int:
+        deleted, _ = Lock.objects.filter(incident_id=incident_id).delete()
+        return deleted
+
+
+class RedisLocks:
+    """Locks as Redis keys with a TTL; release and takeover check the owner atomically."""
+
+    _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+    _ACQUIRE = (
+        "local v = redis.call('get', KEYS[1]) "
+        "if v == false or v == ARGV[1] then redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2]) "
+        "return 1 end return 0"
+    )
+
+    def __init__(self, url: str) -> None:
+        import redis
+
+        self.client: Any = redis.Redis.from_url(url)
+        self._acquire = self.client.register_script(self._ACQUIRE)
+        self._release = self.client.register_script(self._RELEASE)
+
+    @staticmethod
+    def _key(label: str, incident_id: str) -> str:
+        return f"workflow:lock:{incident_id}:{label}"
+
+    def acquire(self, label: str, incident_id: str, owner: str, lease: float) -> bool:
+        return bool(self._acquire(keys=[self._key(label, incident_id)],
+                                  args=[owner, max(1, int(lease * 1000))]))
+
+    def release(self, label: str, incident_id: str, owner: str) -> bool:
+        return bool(self._release(keys=[self._key(label, incident_id)], args=[owner]))
+
+    def is_locked(self, label: str, incident_id: str) -> bool:
+        return bool(self.client.exists(self._key(label, incident_id)))
+
+    def clear(self, incident_id: str) -> int:
+        keys = list(self.client.scan_iter(match=self._key("*", incident_id), count=500))
+        return int(self.client.delete(*keys)) if keys else 0
+
+
+@functools.cache
+def _backend_for(redis_url: str) -> LockBackend:
+    return RedisLocks(redis_url) if redis_url else DatabaseLocks()
+
+
+def backend() -> LockBackend:
+    return _backend_for(conf.get("REDIS_URL"))
+
+
+def lease() -> float:
+    return float(conf.get("LOCK_LEASE_SECONDS"))
+
+
+def retry_delay(attempt: int) -> float:
+    """A short delay that grows with each try, jittered so waiters do not move in step."""
+    low, high = conf.get("RETRY_MIN_SECONDS"), conf.get("RETRY_MAX_SECONDS")
+    delay: float = min(high, low * (2 ** min(attempt, 20)))
+    return delay * random.uniform(0.75, 1.25)
+
+
+def wait_for(label: str, incident_id: str, owner: str, timeout: float | None) -> bool:
+    """Block until the lock is taken (True) or `timeout` seconds pass (False)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    attempt = 0
+    while not backend().acquire(label, incident_id, owner, lease()):
+        delay = retry_delay(attempt)
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            delay = min(delay, remaining)
+        time.sleep(delay)
+        attempt += 1
+    return True

@@ -1,0 +1,103 @@
+"""The outbox: messages become log rows in the sender's transaction, then get published.
+
+A row is QUEUED when committed and SENT once the broker has it. Rows left QUEUED (broker
+down, process killed between commit and publish) are published by the relay, so a
+committed message is never lost; a message published twice is handled once (dispatch).
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from datetime import timedelta
+
+from django.db import transaction
+from django.utils import timezone
+from kombu.exceptions import OperationalError
+
+from incidents import conf
+from incidents.engine.context import StagedMessage
+from incidents.models import MessageLog, MessageStatus
+
+logger = logging.getLogger(__name__)
+
+TASK_PREFIX = "workflow."
+
+
+def task_name(queue: str) -> str:
+    return f"{TASK_PREFIX}{queue}"
+
+
+def log_rows(staged: Iterable[StagedMessage], *, status: str = MessageStatus.QUEUED,
+             comment: str = "") -> list[MessageLog]:
+    now = timezone.now()
+    return [
+        MessageLog(
+            id=m.id, incident_id=m.incident_id, originator=m.originator, destination=m.queue,
+            src_tag=m.src_tag, dest_tag=m.dest_tag, status=status, submitted=now,
+            comment=comment, body=m.body,
+        )
+        for m in staged
+    ]
+
+
+def insert(rows: Sequence[MessageLog]) -> None:
+    """Insert log rows inside the caller's transaction; a row that exists is left alone
+    (a rerun of a handler regenerates the same MessageIDs)."""
+    if rows:
+        MessageLog.objects.bulk_create(rows, ignore_conflicts=True)
+
+
+def publish(rows: Sequence[MessageLog]) -> int:
+    """Publish committed QUEUED rows and mark them SENT; return how many went out.
+
+    Must run after the commit that inserted them. If the broker is unreachable the rows
+    stay QUEUED for the relay and the caller carries on.
+    """
+    rows = [r for r in rows if r.status == MessageStatus.QUEUED]
+    if not rows:
+        return 0
+    from wfproject.celery import app
+
+    sent: list[str] = []
+    try:
+        with app.producer_or_acquire() as producer:
+            for row in rows:
+                app.send_task(task_name(row.destination), args=[row.body], task_id=str(row.id),
+                              queue=row.destination, producer=producer)
+                sent.append(str(row.id))
+    except (OperationalError, OSError) as exc:
+        logger.warning("broker unreachable; %d message(s) left for the relay (incident %s): %s",
+                       len(rows) - len(sent), rows[0].incident_id, exc, exc_info=True)
+    if sent:
+        # A fast consumer may already have moved a row on to PROCESSING; leave that alone.
+        MessageLog.objects.filter(pk__in=sent, status=MessageStatus.QUEUED).update(
+            status=MessageStatus.SENT)
+    return len(sent)
+
+
+def commit_and_publish(staged: Sequence[StagedMessage]) -> list[MessageLog]:
+    """Commit staged messages in their own transaction, then publish them."""
+    rows = log_rows(staged)
+    with transaction.atomic():
+        insert(rows)
+    publish(rows)
+    return rows
+
+
+def relay_once(limit: int = 500) -> int:
+    """Publish rows committed more than RELAY_STALE_SECONDS ago and still QUEUED."""
+    now = timezone.now()
+    stale_before = now - timedelta(seconds=conf.get("RELAY_STALE_SECONDS"))
+    candidates = list(
+        MessageLog.objects.filter(status=MessageStatus.QUEUED, submitted__lt=stale_before)
+        .order_by("submitted")[:limit]
+    )
+    claimed = []
+    for row in candidates:
+        # Claim by moving `submitted` forward, so relays in other workers skip this row.
+        if MessageLog.objects.filter(pk=row.pk, status=MessageStatus.QUEUED,
+                                     submitted=row.submitted).update(submitted=now):
+            claimed.append(row)
+    if claimed:
+        logger.info("relay: publishing %d message(s) committed but not published", len(claimed))
+    return publish(claimed)

@@ -1,0 +1,138 @@
+"""Which handler serves which queue, and loading the workflow modules that say so."""
+from __future__ import annotations
+
+import functools
+import importlib
+import logging
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from incidents import conf
+from incidents.engine.validation import check_queue_name
+from incidents.exceptions import HandlerRegistrationError, WorkflowConfigError
+
+logger = logging.getLogger(__name__)
+
+CLEANUP_QUEUE = "_Cleanup"
+
+
+@dataclass
+class HandlerSpec:
+    """What the engine knows of a decorated handler function."""
+
+    func: Callable[[dict[str, Any]], Any]
+    name: str
+    atomic: bool = False
+    internal: bool = False
+    queues: set[str] = field(default_factory=set)
+
+    @property
+    def identity(self) -> tuple[str, str]:
+        # A module run as __main__ and imported by name yields two function objects for one
+        # definition; both are the same handler.
+        code = getattr(self.func, "__code__", None)
+        filename = os.path.realpath(code.co_filename) if code else repr(self.func)
+        return filename, self.func.__qualname__
+
+
+_lock = threading.Lock()
+_by_queue: dict[str, HandlerSpec] = {}
+_by_name: dict[str, HandlerSpec] = {}
+load_errors: list[str] = []
+
+
+def spec_of(handler: Any) -> HandlerSpec | None:
+    return getattr(handler, "__workflow_handler__", None)
+
+
+def register(handler: Any, queue: str, *, internal: bool = False) -> HandlerSpec:
+    """Bind a decorated handler to `queue` and create the queue's Celery task."""
+    spec = spec_of(handler)
+    if spec is None:
+        raise HandlerRegistrationError(
+            f"RegisterHandler(): {handler!r} is not a handler; decorate it with "
+            "@workflow.handler before registering it",
+            queue=str(queue),
+        )
+    check_queue_name(queue, internal_ok=internal)
+    with _lock:
+        bound = _by_queue.get(queue)
+        if bound is not None and bound.identity != spec.identity:
+            raise HandlerRegistrationError(
+                f"RegisterHandler(): queue {queue!r} is already bound to handler "
+                f"{bound.name!r}; a queue has one handler, so pick another queue name for "
+                f"{spec.name!r}",
+                queue=queue, handler=spec.name,
+            )
+        named = _by_name.get(spec.name)
+        if named is not None and named.identity != spec.identity:
+            raise HandlerRegistrationError(
+                f"RegisterHandler(): another handler named {spec.name!r} is registered "
+                f"(from {named.identity[0]}); handler names key persisted state and the graph, "
+                "so rename one of them",
+                queue=queue, handler=spec.name,
+            )
+        if bound is None:
+            from incidents.engine import tasks
+
+            tasks.bind_queue(queue)
+        spec.queues.add(queue)
+        _by_queue[queue] = spec
+        _by_name.setdefault(spec.name, spec)
+    logger.debug("handler %s bound to queue %s", spec.name, queue)
+    return spec
+
+
+def handler_for(queue: str) -> HandlerSpec | None:
+    return _by_queue.get(queue)
+
+
+def registered_queues() -> list[str]:
+    return sorted(_by_queue)
+
+
+def register_internal_handlers() -> None:
+    from incidents.engine.cleanup import cleanup_handler
+
+    register(cleanup_handler, CLEANUP_QUEUE, internal=True)
+
+
+def load_workflow_modules(names: list[str] | None = None) -> None:
+    """Import each workflow module and call its RegisterHandlers(); collect what fails."""
+    for name in conf.get("MODULES") if names is None else names:
+        try:
+            module = importlib.import_module(name)
+            register_handlers = getattr(module, "RegisterHandlers", None)
+            if not callable(register_handlers):
+                raise WorkflowConfigError(
+                    f"workflow module {name!r} has no RegisterHandlers() function; add one "
+                    "that calls workflow.RegisterHandler(handler, queue) for each handler"
+                )
+            register_handlers()
+        except Exception as exc:  # reported by the system check incidents.E001, not fatal here
+            logger.error("cannot load workflow module %s: %s", name, exc, exc_info=True)
+            load_errors.append(f"{name}: {exc}")
+
+
+def mark_handler(func: Callable[..., Any], *, atomic: bool = False) -> Callable[..., Any]:
+    """Wrap `func` as a handler: calling the wrapper runs it in a handler context."""
+    spec = spec_of(func)
+    if spec is not None:
+        spec.atomic = spec.atomic or atomic
+        return func
+    if not callable(func):
+        raise HandlerRegistrationError(f"@workflow.handler: {func!r} is not a function")
+    spec = HandlerSpec(func=func, name=func.__name__,
+                       atomic=atomic or getattr(func, "__workflow_atomic__", False))
+
+    @functools.wraps(func)
+    def run_directly(message: dict[str, Any]) -> None:
+        from incidents.engine import dispatch
+
+        dispatch.run_directly(spec, message)
+
+    run_directly.__workflow_handler__ = spec  # type: ignore[attr-defined]
+    return run_directly

@@ -1,0 +1,42 @@
+"""The outbox relay as a worker step: every few seconds, publish what was left unpublished."""
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from celery import bootsteps
+
+logger = logging.getLogger(__name__)
+
+
+class RelayStep(bootsteps.StartStopStep):
+    """Runs outbox.relay_once() in a background thread of each worker's main process."""
+
+    def __init__(self, worker: Any, **kwargs: Any) -> None:
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, worker: Any) -> None:
+        self._thread = threading.Thread(target=self._loop, name="workflow-relay", daemon=True)
+        self._thread.start()
+
+    def stop(self, worker: Any) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        from django.db import connection
+
+        from incidents import conf
+        from incidents.engine import outbox
+
+        while not self._stop.wait(conf.get("RELAY_INTERVAL_SECONDS")):
+            try:
+                outbox.relay_once()
+            except Exception:  # the relay must outlive a database or broker outage
+                logger.warning("relay pass failed; will retry", exc_info=True)
+            finally:
+                # Hold no connection between passes: the prefork pool forks from this process.
+                connection.close()

@@ -1,0 +1,71 @@
+"""send() and FlushMessages(): stage messages, then commit and publish them."""
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from typing import Any
+
+from incidents import conf
+from incidents.engine import context, incidents_db, outbox
+from incidents.engine.context import StagedMessage
+from incidents.engine.validation import check_incident_id, check_queue_name, to_json
+from incidents.exceptions import MessageError, MessageTypeError
+from incidents.models import LIVE_INCIDENT_STATUSES
+
+logger = logging.getLogger(__name__)
+
+
+def send(message: Any, queue: Any, src_tag: Any = "", dest_tag: Any = "") -> str | None:
+    if isinstance(message, str) and isinstance(queue, dict):
+        message, queue = queue, message  # the seed text's send(queue, message) order
+    if not isinstance(message, dict):
+        raise MessageTypeError(f"send(): message {message!r:.80} is a {type(message).__name__}; "
+                               "send a dict with an 'IncidentID' key")
+    check_queue_name(queue)
+    for name, tag in (("src_tag", src_tag), ("dest_tag", dest_tag)):
+        if not isinstance(tag, str) or len(tag) > 200:
+            raise MessageTypeError(f"send(): {name} {tag!r:.80} must be a string of at most "
+                                   "200 characters")
+    if "IncidentID" not in message:
+        raise MessageError("send(): message has no 'IncidentID' key; add the id returned by "
+                           "CreateIncident()", queue=queue)
+    incident_id = check_incident_id(message["IncidentID"], where="send()")
+    run = context.current_run.get()
+    staging = context.staging()
+    status = None if run is not None and incident_id == run.incident_id else \
+        incidents_db.require(incident_id, where="send()")
+    # Validate the body as it will go out, before touching the caller's dict.
+    message_id = run.next_message_id() if run is not None else str(uuid.uuid4())
+    body = {**message, "IncidentID": incident_id, "MessageID": message_id,
+            "originator": staging.originator}
+    text = to_json(body, where="send()", name="message")
+    limit = conf.get("MAX_MESSAGE_BYTES")
+    if len(text.encode()) > limit:
+        raise MessageError(f"send(): message is {len(text.encode())} bytes, over the limit of "
+                           f"{limit} (WORKFLOW_MAX_MESSAGE_BYTES); send a reference to the data "
+                           "(a file path or database key) instead of the data itself",
+                           incident_id=incident_id, queue=queue)
+    if status is not None and status not in LIVE_INCIDENT_STATUSES:
+        logger.warning("send(): incident %s is %s; message to %s dropped",
+                       incident_id, status, queue)
+        return None
+    message.update(MessageID=message_id, originator=staging.originator)
+    staging.outbox.append(StagedMessage(
+        id=message_id, incident_id=incident_id, queue=queue, body=json.loads(text),
+        originator=staging.originator, src_tag=src_tag, dest_tag=dest_tag))
+    return message_id
+
+
+def flush() -> int:
+    """Commit and publish what is staged so far; return how many messages went out."""
+    staging = context.staging()
+    staged, staging.outbox = staging.outbox, []
+    if not staged:
+        return 0
+    try:
+        outbox.commit_and_publish(staged)
+    except Exception:
+        staging.outbox[:0] = staged  # nothing was committed: keep them for the next flush
+        raise
+    return len(staged)

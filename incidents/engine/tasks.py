@@ -1,0 +1,32 @@
+"""One Celery task per handler queue, named workflow.<queue>; each calls dispatch.deliver()."""
+from __future__ import annotations
+
+from typing import Any
+
+from incidents.engine import dispatch, outbox
+from incidents.exceptions import Deferred
+
+
+def bind_queue(queue: str) -> None:
+    """Create the queue's task and add the queue to those a worker consumes by default."""
+    from wfproject.celery import app
+
+    name = outbox.task_name(queue)
+    if name in app.tasks:
+        return
+
+    def deliver(self: Any, message: Any) -> str:
+        delivery = self.request.delivery_info or {}
+        try:
+            outcome = dispatch.deliver(queue, message, redelivered=bool(delivery.get("redelivered")),
+                                       retries=self.request.retries)
+        except Deferred as wait:
+            raise self.retry(countdown=wait.delay, max_retries=None) from None
+        return outcome.result.value
+
+    deliver.__name__ = deliver.__qualname__ = f"deliver_{queue}"
+    app.task(name=name, bind=True, shared=False, lazy=False, acks_late=True,
+             ignore_result=True, max_retries=None, typing=False)(deliver)
+    # Declares the queue (durable, its own direct exchange) in the map a worker without -Q
+    # consumes in full; the same entry send_task() uses to publish.
+    app.amqp.queues[queue]  # noqa: B018

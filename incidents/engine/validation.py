@@ -1,0 +1,80 @@
+"""Checks on values crossing the API: queue names, incident ids, JSON bodies."""
+from __future__ import annotations
+
+import json
+import math
+import re
+import uuid
+from typing import Any
+
+from incidents.exceptions import MessageError, MessageTypeError, QueueNameError
+
+_QUEUE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,199}$")
+
+
+def check_queue_name(queue: Any, *, internal_ok: bool = False) -> str:
+    """Return `queue` if it is a usable queue name, else raise QueueNameError."""
+    if not isinstance(queue, str) or not _QUEUE_NAME.match(queue):
+        raise QueueNameError(
+            f"queue {queue!r} is not a valid queue name; use 1-200 characters from "
+            "letters, digits and _ . : - (not starting with . : or -)",
+            queue=str(queue),
+        )
+    if queue.startswith("_") and not internal_ok:
+        raise QueueNameError(
+            f"queue {queue!r} starts with '_', which is reserved for the engine's own queues; "
+            "choose a name without the leading underscore",
+            queue=queue,
+        )
+    return queue
+
+
+def check_incident_id(incident_id: Any, *, where: str) -> str:
+    """Return the canonical string form of an IncidentID, or raise a clear error."""
+    if isinstance(incident_id, uuid.UUID):
+        return str(incident_id)
+    if not isinstance(incident_id, str):
+        raise MessageTypeError(
+            f"{where}: IncidentID {incident_id!r} is a {type(incident_id).__name__}; "
+            "pass the string returned by CreateIncident()"
+        )
+    try:
+        return str(uuid.UUID(incident_id))
+    except ValueError:
+        raise MessageError(
+            f"{where}: IncidentID {incident_id!r} is not a UUID; "
+            "pass the string returned by CreateIncident()"
+        ) from None
+
+
+def _json_fault(value: Any, path: str) -> str | None:
+    """Describe the first part of `value` that would not survive a JSON round trip."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else f"{path} is {value!r}, which JSON cannot hold"
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return (f"{path} has the key {key!r} ({type(key).__name__}); "
+                        "JSON object keys must be strings")
+            fault = _json_fault(item, f"{path}[{key!r}]")
+            if fault:
+                return fault
+        return None
+    if isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            fault = _json_fault(item, f"{path}[{index}]")
+            if fault:
+                return fault
+        return None
+    return (f"{path} is a {type(value).__name__} ({value!r:.80}), which is not JSON; "
+            "convert it to a str, number, bool, None, list or dict")
+
+
+def to_json(value: Any, *, where: str, name: str) -> str:
+    """Serialise `value` to JSON text, or raise MessageError naming the offending key."""
+    fault = _json_fault(value, name)
+    if fault:
+        raise MessageError(f"{where}: {fault}")
+    return json.dumps(value, separators=(",", ":"), allow_nan=False)

@@ -1,0 +1,56 @@
+"""Running a worker in this process (workflow.execute) and checking the broker connection."""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from kombu.utils.url import maybe_sanitize_url
+
+from incidents import conf
+from incidents.engine.registry import registered_queues
+from incidents.exceptions import BrokerUnavailable
+
+logger = logging.getLogger(__name__)
+
+
+def _app() -> Any:
+    from wfproject.celery import app
+
+    return app
+
+
+def open_connection(retries: int = 3, delay: float = 1.0) -> None:
+    """Check that the broker answers; raise BrokerUnavailable naming it (no password)."""
+    app = _app()
+    url = maybe_sanitize_url(app.conf.broker_url)
+    for attempt in range(1, retries + 1):
+        try:
+            with app.connection_for_write() as connection:
+                connection.ensure_connection(max_retries=1)
+            return
+        except Exception as exc:  # any transport error means "not reachable" here
+            if attempt == retries:
+                raise BrokerUnavailable(
+                    f"cannot reach the message broker at {url} after {retries} tries: {exc}; "
+                    "check CELERY_BROKER_URL and that the broker is running") from exc
+            logger.warning("broker %s not reachable (try %d of %d): %s", url, attempt, retries, exc)
+            time.sleep(delay * attempt)
+
+
+def close_connection() -> None:
+    _app().pool.force_close_all()
+
+
+def execute(concurrency: int | None = None, loglevel: str = "INFO") -> None:
+    """Consume every registered queue (and _Cleanup) in this process until interrupted."""
+    app = _app()
+    worker = app.Worker(
+        queues=registered_queues(),
+        pool="threads",
+        concurrency=concurrency or conf.get("EXECUTE_CONCURRENCY"),
+        loglevel=loglevel,
+        without_mingle=True,
+        without_gossip=True,
+    )
+    worker.start()

@@ -1,0 +1,59 @@
+"""The one exception tree of the workflow API, rooted at WorkflowError."""
+from __future__ import annotations
+
+
+class WorkflowError(Exception):
+    """Base of every error the workflow API raises on purpose."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        incident_id: str | None = None,
+        queue: str | None = None,
+        handler: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.incident_id = incident_id
+        self.queue = queue
+        self.handler = handler
+
+
+class MessageError(WorkflowError, ValueError):
+    """A message given to send() breaks a rule (missing IncidentID, not JSON, too large)."""
+
+
+class MessageTypeError(WorkflowError, TypeError):
+    """A value given to the API has the wrong type (a message that is not a dict)."""
+
+
+class UnknownIncident(WorkflowError, LookupError):
+    """An IncidentID names no incident."""
+
+
+class QueueNameError(WorkflowError, ValueError):
+    """A queue name is empty, malformed, or reserved (starts with '_')."""
+
+
+class HandlerRegistrationError(WorkflowError, ValueError):
+    """RegisterHandler() was given something it cannot bind."""
+
+
+class WorkflowConfigError(WorkflowError):
+    """The workflow configuration (WORKFLOW_MODULES, broker, locks) is unusable."""
+
+
+class LockTimeout(WorkflowError, TimeoutError):
+    """GetLock() could not take the lock within its timeout."""
+
+
+class BrokerUnavailable(WorkflowError, ConnectionError):
+    """The message broker could not be reached."""
+
+
+class Deferred(WorkflowError):
+    """A message cannot be handled yet (lock held, cleanup waiting); retry after `delay`."""
+
+    def __init__(self, message: str, *, delay: float, **fields: str | None) -> None:
+        super().__init__(message, **fields)
+        self.delay = delay

@@ -1,0 +1,144 @@
+"""Records of the workflow: incidents, the message log, persisted handler state and locks."""
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+from django.db.models import Q
+
+
+class IncidentStatus(models.TextChoices):
+    PENDING = "PENDING"
+    ACTIVE = "ACTIVE"
+    COMPLETE = "COMPLETE"
+    CANCELLED = "CANCELLED"
+    ERROR = "ERROR"
+    KILLED = "KILLED"
+
+
+LIVE_INCIDENT_STATUSES = (IncidentStatus.PENDING, IncidentStatus.ACTIVE)
+ENDED_INCIDENT_STATUSES = (
+    IncidentStatus.COMPLETE,
+    IncidentStatus.CANCELLED,
+    IncidentStatus.ERROR,
+    IncidentStatus.KILLED,
+)
+
+
+class MessageStatus(models.TextChoices):
+    QUEUED = "QUEUED", "queued (committed, not yet published)"
+    SENT = "SENT", "sent (published to its queue)"
+    PROCESSING = "PROCESSING"
+    COMPLETE = "COMPLETE"
+    ERROR = "ERROR"
+    NOT_PROCESSED = "NOT PROCESSED"
+
+
+IN_FLIGHT_STATUSES = (MessageStatus.QUEUED, MessageStatus.SENT, MessageStatus.PROCESSING)
+FINAL_STATUSES = (MessageStatus.COMPLETE, MessageStatus.ERROR, MessageStatus.NOT_PROCESSED)
+
+
+class Incident(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False,
+                          help_text="The IncidentID every message of this incident carries.")
+    name = models.CharField(max_length=200, help_text="A human name for this incident.")
+    kind = models.CharField(max_length=100, db_index=True,
+                            help_text="The kind of incident, e.g. WILDFIRE; selects the workflow.")
+    status = models.CharField(max_length=16, choices=IncidentStatus.choices,
+                              default=IncidentStatus.PENDING, help_text="Where the incident is in its life.")
+    incident_date = models.DateTimeField(help_text="When the real-world incident started.")
+    created_at = models.DateTimeField(auto_now_add=True, help_text="When the incident was declared.")
+    activated_at = models.DateTimeField(null=True, blank=True,
+                                        help_text="When the incident became ACTIVE.")
+    completed_at = models.DateTimeField(null=True, blank=True,
+                                        help_text="When the incident was completed, cancelled, failed or killed.")
+    cleaned_at = models.DateTimeField(null=True, blank=True,
+                                      help_text="When cleanup removed its locks and persisted state.")
+    comment = models.TextField(blank=True, default="",
+                               help_text="Why the incident ended the way it did.")
+    parameters = models.JSONField(default=dict, blank=True,
+                                  help_text="JSON parameters given when the incident was declared.")
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "kind"], name="incident_status_kind")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.kind}, {self.status})"
+
+    @property
+    def is_live(self) -> bool:
+        return self.status in LIVE_INCIDENT_STATUSES
+
+
+class MessageLog(models.Model):
+    id = models.UUIDField(primary_key=True, editable=False,
+                          help_text="The MessageID; also the Celery task id of its delivery.")
+    incident = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="messages",
+                                 help_text="The incident this message belongs to.")
+    originator = models.CharField(max_length=200, blank=True, default="",
+                                  help_text="Handler that sent it; empty when sent from outside any handler.")
+    destination = models.CharField(max_length=200, help_text="The queue it was sent to.")
+    src_tag = models.CharField(max_length=200, blank=True, default="",
+                               help_text="Optional name of the sending node in the graph.")
+    dest_tag = models.CharField(max_length=200, blank=True, default="",
+                                help_text="Optional name of the receiving node in the graph.")
+    status = models.CharField(max_length=16, choices=MessageStatus.choices,
+                              default=MessageStatus.QUEUED, help_text="Where the message is in its life.")
+    submitted = models.DateTimeField(help_text="When the send was committed (or last handed to the relay).")
+    received = models.DateTimeField(null=True, blank=True, help_text="When a handler started on it.")
+    completed = models.DateTimeField(null=True, blank=True, help_text="When its handling ended.")
+    duration = models.FloatField(null=True, blank=True, help_text="Handling time in seconds.")
+    attempts = models.PositiveIntegerField(default=0, help_text="How many times a handler started on it.")
+    consumer = models.CharField(max_length=200, blank=True, default="",
+                                help_text="host:pid of the worker that handled it last.")
+    comment = models.TextField(blank=True, default="",
+                               help_text="Why it ended as it did (traceback for ERROR).")
+    body = models.JSONField(help_text="The message as sent, with MessageID and originator.")
+
+    class Meta:
+        ordering = ["-submitted"]
+        indexes = [
+            models.Index(fields=["incident", "status"], name="message_incident_status"),
+            models.Index(fields=["submitted"], name="message_unpublished",
+                         condition=Q(status="QUEUED")),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.id} -> {self.destination} ({self.status})"
+
+
+class HandlerState(models.Model):
+    """One Persist.Put(); read back in insertion order."""
+
+    incident = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="states",
+                                 help_text="The incident the state belongs to.")
+    handler = models.CharField(max_length=200, help_text="Name of the handler that stored it.")
+    data = models.JSONField(help_text="The JSON value given to Persist.Put().")
+    created_at = models.DateTimeField(auto_now_add=True, help_text="When it was committed.")
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["incident", "handler", "id"], name="state_incident_handler")]
+
+    def __str__(self) -> str:
+        return f"{self.handler} @ {self.incident_id}"
+
+
+class Lock(models.Model):
+    """A leased lock; an expired lease may be taken over."""
+
+    incident = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="locks",
+                                 help_text="The incident the lock is scoped to.")
+    label = models.CharField(max_length=200, help_text="What the lock protects.")
+    owner = models.CharField(max_length=200, help_text="Token of the holder (message run or process).")
+    acquired_at = models.DateTimeField(help_text="When the holder took it.")
+    expires_at = models.DateTimeField(help_text="When the lease ends unless renewed.")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["incident", "label"], name="lock_unique_label"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.label} @ {self.incident_id} by {self.owner}"

@@ -1,0 +1,193 @@
+"""The handler API: the seed workflow manager's names on Celery and Django.
+
+Handler modules import only this::
+
+    from incidents import workflow
+
+    @workflow.handler
+    def A_handler(message):
+        workflow.send(message=message, queue="B_queue")
+
+    def RegisterHandlers():
+        workflow.RegisterHandler(handler=A_handler, queue="A_queue")
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from incidents import _bootstrap  # noqa: F401  (sets Django up for stand-alone scripts)
+from incidents.engine import context, lifecycle, locks, persist, registry, sending, worker
+from incidents.engine.validation import check_incident_id
+from incidents.exceptions import (  # noqa: F401  (re-exported for handler authors)
+    LockTimeout,
+    MessageError,
+    UnknownIncident,
+    WorkflowError,
+)
+from incidents.models import IncidentStatus
+
+__all__ = [
+    "Cancel", "CheckLock", "CloseConnection", "Complete", "CreateIncident", "FlushMessages",
+    "GetLock", "OpenConnection", "Persist", "RegisterHandler", "ReleaseLock", "SetLoggingLevel",
+    "WorkflowError", "atomic", "execute", "handler", "send", "setIncidentActive",
+]
+
+Handler = Callable[[dict[str, Any]], Any]
+
+
+def handler(func: Handler) -> Handler:
+    """Make `func(message)` a workflow handler.
+
+    Calling the result directly runs it in a handler context: its sends, Persist.Put()s and
+    Complete/Cancel commit when it returns, and are discarded if it raises.
+    """
+    return registry.mark_handler(func)
+
+
+def atomic(func: Handler) -> Handler:
+    """Let at most one run of this handler per incident happen at a time, on any worker.
+
+    A message that finds the handler busy goes back to its queue and is retried after a
+    short, growing delay. Put it above @workflow.handler (either order works).
+    """
+    if registry.spec_of(func) is not None:
+        return registry.mark_handler(func, atomic=True)
+    func.__workflow_atomic__ = True  # type: ignore[attr-defined]
+    return func
+
+
+def RegisterHandler(handler: Handler, queue: str) -> None:
+    """Bind a handler to a named queue: RegisterHandler(handler=A_handler, queue="A_queue")."""
+    registry.register(handler, queue)
+
+
+def send(message: Any = None, queue: Any = None, src_tag: str = "", dest_tag: str = "") -> str | None:
+    """Queue `message` (a dict with an IncidentID) for `queue`; return its MessageID.
+
+    Inside a handler it goes out when the handler returns; outside, at FlushMessages().
+    `send(queue, message)` also works. A message to an incident that has ended is dropped
+    with a warning and None is returned.
+
+        workflow.send(message={"IncidentID": incident_id, "n": 1}, queue="B_queue")
+    """
+    return sending.send(message, queue, src_tag, dest_tag)
+
+
+def FlushMessages() -> int:
+    """Send the queued messages now; return how many were sent."""
+    return sending.flush()
+
+
+class Persist:
+    """Per-incident JSON state of the calling handler."""
+
+    @staticmethod
+    def Put(IncidentID: str, data: Any) -> None:
+        """Store `data` for this incident and handler (committed when the handler returns)."""
+        persist.put(IncidentID, data)
+
+    @staticmethod
+    def Get(IncidentID: str, ignoreOriginator: bool = False) -> list[Any]:
+        """Return this handler's Put()s for the incident in order (every handler's with
+        ignoreOriginator=True), including those made earlier in the running handler."""
+        return persist.get(IncidentID, ignoreOriginator)
+
+
+def CreateIncident(name: str, kind: str, incident_date: Any = None,
+                   parameters: dict[str, Any] | None = None) -> str:
+    """Declare an incident (status PENDING) and return its IncidentID.
+
+        incident_id = workflow.CreateIncident(name="Ridge fire", kind="WILDFIRE")
+    """
+    return lifecycle.create_incident(name, kind, incident_date, parameters)
+
+
+def setIncidentActive(IncidentID: str) -> bool:
+    """Mark a PENDING incident ACTIVE (it also happens when its first message is handled)."""
+    return lifecycle.set_active(IncidentID)
+
+
+def Complete(IncidentID: str, CleanLocks: bool = True, CleanPersist: bool = True,
+             CleanMessages: bool = False, force: bool = False) -> None:
+    """End the incident as COMPLETE and request its cleanup.
+
+    Cleanup waits until none of the incident's messages is in flight (force=True: at once),
+    then removes its locks (CleanLocks), persisted state (CleanPersist) and message log
+    (CleanMessages). Outside a handler, call FlushMessages() to send the cleanup request.
+    """
+    lifecycle.stage_ending(IncidentID, IncidentStatus.COMPLETE, "", where="Complete()",
+                           clean_locks=CleanLocks, clean_persist=CleanPersist,
+                           clean_messages=CleanMessages, force=force)
+
+
+def Cancel(IncidentID: str, reason: str = "", status: str = "CANCELLED", CleanLocks: bool = True,
+           CleanPersist: bool = True, CleanMessages: bool = False, force: bool = False) -> None:
+    """End the incident as CANCELLED (or another end `status`) with a reason; see Complete()."""
+    lifecycle.stage_ending(IncidentID, status, reason, where="Cancel()",
+                           clean_locks=CleanLocks, clean_persist=CleanPersist,
+                           clean_messages=CleanMessages, force=force)
+
+
+def _lock_args(label: Any, IncidentID: Any, where: str) -> tuple[str, str, str]:
+    if not isinstance(label, str) or not label or len(label) > 150:
+        raise MessageError(f"{where}: label {label!r} must be a non-empty string of at most "
+                           "150 characters")
+    incident_id = check_incident_id(IncidentID, where=where)
+    lifecycle.incidents_db.require(incident_id, where=where)
+    run = context.current_run.get()
+    return label, incident_id, run.lock_owner if run else context.process_lock_owner()
+
+
+def GetLock(label: str, IncidentID: str, timeout: float | None = None) -> None:
+    """Wait until this caller holds the lock `label` for the incident.
+
+    Raises LockTimeout after `timeout` seconds. Locks a handler holds are released when it
+    returns; every lock has a lease (WORKFLOW_LOCK_LEASE_SECONDS) so a dead holder cannot
+    block the incident for ever.
+    """
+    label, incident_id, owner = _lock_args(label, IncidentID, "GetLock()")
+    if timeout is not None and (not isinstance(timeout, (int, float)) or timeout < 0):
+        raise MessageError(f"GetLock(): timeout {timeout!r} must be a number of seconds >= 0")
+    if not locks.wait_for(label, incident_id, owner, timeout):
+        raise LockTimeout(f"GetLock(): lock {label!r} of incident {incident_id} still held "
+                          f"after {timeout} s", incident_id=incident_id)
+    run = context.current_run.get()
+    if run is not None:
+        run.locks.add((label, incident_id))
+
+
+def CheckLock(label: str, IncidentID: str) -> bool:
+    """Return True if someone holds the lock `label` for the incident (never waits)."""
+    label, incident_id, _ = _lock_args(label, IncidentID, "CheckLock()")
+    return locks.backend().is_locked(label, incident_id)
+
+
+def ReleaseLock(label: str, IncidentID: str) -> bool:
+    """Release a lock this caller holds; False if it held none."""
+    label, incident_id, owner = _lock_args(label, IncidentID, "ReleaseLock()")
+    run = context.current_run.get()
+    if run is not None:
+        run.locks.discard((label, incident_id))
+    return locks.backend().release(label, incident_id, owner)
+
+
+def OpenConnection() -> None:
+    """Check the broker is reachable (a few tries); raise BrokerUnavailable if not."""
+    worker.open_connection()
+
+
+def CloseConnection() -> None:
+    """Close this process's broker connections."""
+    worker.close_connection()
+
+
+def execute(concurrency: int | None = None) -> None:
+    """Run a worker for every registered queue in this process until Ctrl+C."""
+    worker.execute(concurrency)
+
+
+def SetLoggingLevel(level: int | str) -> None:
+    """Set the level of the workflow engine's log (e.g. logging.DEBUG or "DEBUG")."""
+    logging.getLogger("incidents").setLevel(level)

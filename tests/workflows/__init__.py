@@ -1,0 +1,1 @@
+"""Workflow modules used only by the tests."""

@@ -1,0 +1,1 @@
+"""Workflow modules: handlers written against `from incidents import workflow`."""

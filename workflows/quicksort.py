@@ -1,0 +1,84 @@
+"""Quicksort as a workflow: splits fan out, an atomic merge fans their results back in.
+
+A node is named by its path from the root ("r", "rL", "rLM", ...). Splitting a node sends its
+less and greater parts on to be split (or, when small, sorted straight away) and its pivot
+run to the merge. The merge keeps each finished node in Persist; when the three children
+of a node (L, M, R) are in, it sends the joined list up as the node's result. The root's
+result goes to the done handler, which logs it and completes the incident.
+"""
+from incidents import workflow
+
+KIND = "QUICKSORT"
+ENTRY_QUEUE = "quicksort_split"
+LEAF_SIZE = 16
+
+
+@workflow.handler
+def split_handler(message):
+    node, numbers = message["node"], message["numbers"]
+    pivot = sorted((numbers[0], numbers[len(numbers) // 2], numbers[-1]))[1]
+    parts = {
+        "L": [n for n in numbers if n < pivot],
+        "R": [n for n in numbers if n > pivot],
+    }
+    _send_merge(message, node + "M", [n for n in numbers if n == pivot])
+    for side, part in parts.items():
+        child = node + side
+        if len(part) <= LEAF_SIZE:
+            _send_merge(message, child, sorted(part))
+        else:
+            workflow.send(message={"IncidentID": message["IncidentID"], "node": child,
+                                   "numbers": part},
+                          queue=ENTRY_QUEUE, src_tag=f"split {node}", dest_tag=f"split {child}")
+
+
+@workflow.atomic
+@workflow.handler
+def merge_handler(message):
+    incident_id, node = message["IncidentID"], message["node"]
+    if node == "r":
+        workflow.send(message={"IncidentID": incident_id, "sorted": message["sorted"]},
+                      queue="quicksort_done", src_tag="merge r")
+        return
+    workflow.Persist.Put(incident_id, {"node": node, "sorted": message["sorted"]})
+    parent = node[:-1]
+    done = {p["node"]: p["sorted"] for p in workflow.Persist.Get(incident_id)
+            if p["node"][:-1] == parent}
+    if all(parent + side in done for side in "LMR"):
+        _send_merge(message, parent, done[parent + "L"] + done[parent + "M"] + done[parent + "R"],
+                    src_tag=f"merge {node}")
+
+
+@workflow.handler
+def done_handler(message):
+    workflow.Complete(message["IncidentID"])
+
+
+def _send_merge(message, node, values, src_tag=None):
+    workflow.send(message={"IncidentID": message["IncidentID"], "node": node, "sorted": values},
+                  queue="quicksort_merge",
+                  src_tag=src_tag or f"split {node[:-1] or node}", dest_tag=f"merge {node}")
+
+
+def start(incident_id, numbers):
+    """Send the first message of a sort; the caller flushes."""
+    if len(numbers) <= LEAF_SIZE:
+        _send_merge({"IncidentID": incident_id}, "r", sorted(numbers), src_tag="Start")
+    else:
+        workflow.send(message={"IncidentID": incident_id, "node": "r", "numbers": list(numbers)},
+                      queue=ENTRY_QUEUE, dest_tag="split r")
+
+
+def sorted_result(incident_id):
+    """The sorted list the done handler received, or None if it has not run."""
+    from incidents.models import MessageLog
+
+    row = (MessageLog.objects.filter(incident_id=incident_id, destination="quicksort_done")
+           .values_list("body", flat=True).first())
+    return None if row is None else row["sorted"]
+
+
+def RegisterHandlers():
+    workflow.RegisterHandler(handler=split_handler, queue=ENTRY_QUEUE)
+    workflow.RegisterHandler(handler=merge_handler, queue="quicksort_merge")
+    workflow.RegisterHandler(handler=done_handler, queue="quicksort_done")
