@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-_VAR_DIR = Path(os.environ.get("WF_VAR_DIR", Path(__file__).resolve().parent / "var"))
+_VAR_DIR = Path(os.environ.get("WF_VAR_DIR", Path(__file__).resolve().parent / "var")).resolve()
 _BROKER_DIR = _VAR_DIR / "broker"
 
 # CELERY_BROKER_URL=amqp://user:pass@127.0.0.1:5672/vhost for RabbitMQ; the embedded

@@ -1,1 +1,10 @@
 """Incidents: the Django app holding the workflow engine and its records."""
+import os
+
+import django
+from django.apps import apps
+
+# A stand-alone script that imports the workflow API gets Django set up on first use.
+if not apps.ready and not apps.loading:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "wfproject.settings")
+    django.setup()

@@ -17,7 +17,6 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from incidents import _bootstrap  # noqa: F401  (sets Django up for stand-alone scripts)
 from incidents.engine import context, lifecycle, locks, persist, registry, sending, worker
 from incidents.engine.validation import check_incident_id
 from incidents.exceptions import (  # noqa: F401  (re-exported for handler authors)

@@ -1,4 +1,1 @@
-"""The Django project; importing it makes the Celery app the default one."""
-from .celery import app as celery_app
-
-__all__ = ["celery_app"]
+"""The Django project; the Celery app is wfproject.celery.app (`celery -A wfproject`)."""

@@ -13,12 +13,5 @@ TRANSPORT_ALIASES.setdefault("wffs", "incidents.engine.fsbroker:Transport")
 
 app = Celery("wfproject")
 app.config_from_object("celeryconfig")
-
-
-def _add_worker_steps() -> None:
-    from incidents.engine.relay import RelayStep
-
-    app.steps["worker"].add(RelayStep)
-
-
-_add_worker_steps()
+# Named, not imported: importing the engine here would set Django up too early.
+app.steps["worker"].add("incidents.engine.relay:RelayStep")

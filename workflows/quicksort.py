@@ -82,3 +82,24 @@ def RegisterHandlers():
     workflow.RegisterHandler(handler=split_handler, queue=ENTRY_QUEUE)
     workflow.RegisterHandler(handler=merge_handler, queue="quicksort_merge")
     workflow.RegisterHandler(handler=done_handler, queue="quicksort_done")
+
+
+def start_demo(size=1000, seed=None):
+    """`make demo`: declare an incident and sort `size` random numbers (duplicates included)."""
+    import random
+
+    rng = random.Random(seed)
+    numbers = [rng.randint(0, size // 2) for _ in range(size)]
+    incident_id = workflow.CreateIncident(name=f"quicksort of {size} numbers", kind=KIND,
+                                          parameters={"size": size, "seed": seed})
+    start(incident_id, numbers)
+    workflow.FlushMessages()
+    return incident_id, numbers
+
+
+def check_demo(incident_id, numbers):
+    """Return a one-line verdict on the sort; raise ValueError if the result is wrong."""
+    result = sorted_result(incident_id)
+    if result != sorted(numbers):
+        raise ValueError(f"quicksort result is wrong or missing: {str(result)[:200]}")
+    return f"sorted {len(result)} numbers correctly ({result[:3]} ... {result[-3:]})"

@@ -27,6 +27,7 @@ def bind_queue(queue: str) -> None:
     deliver.__name__ = deliver.__qualname__ = f"deliver_{queue}"
     app.task(name=name, bind=True, shared=False, lazy=False, acks_late=True,
              ignore_result=True, max_retries=None, typing=False)(deliver)
-    # Declares the queue (durable, its own direct exchange) in the map a worker without -Q
-    # consumes in full; the same entry send_task() uses to publish.
-    app.amqp.queues[queue]  # noqa: B018
+    # The same declaration send_task() uses (durable, own direct exchange), added to the
+    # queues a worker consumes when started without -Q.
+    queues = app.amqp.queues
+    queues.select_add(queues.new_missing(queue))

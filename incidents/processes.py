@@ -1,0 +1,103 @@
+"""Start and stop local `celery -A wfproject worker` processes (demo, tests, benchmarks)."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.conf import settings
+from django.db import connection
+
+from incidents.exceptions import WorkflowError
+
+
+def database_url() -> str:
+    """A DATABASE_URL for the database this process uses (the test database under pytest)."""
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    if db["ENGINE"].endswith("postgresql"):
+        password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+        return (f"postgres://{db['USER']}{password}@{db['HOST'] or '127.0.0.1'}:"
+                f"{db['PORT'] or 5432}/{db['NAME']}")
+    raise WorkflowError(f"cannot pass database engine {db['ENGINE']!r} to a worker process")
+
+
+@dataclass
+class Worker:
+    name: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+@dataclass
+class WorkerGroup:
+    """Worker processes sharing this process's database and broker settings."""
+
+    env: dict[str, str] = field(default_factory=dict)
+    workers: list[Worker] = field(default_factory=list)
+
+    def start(self, name: str, *, concurrency: int = 1, pool: str = "prefork",
+              queues: list[str] | None = None, timeout: float = 60.0) -> Worker:
+        log = Path(settings.VAR_DIR) / "logs" / f"{name}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text("")
+        command = [sys.executable, "-m", "celery", "-A", "wfproject", "worker", "-n", f"{name}@%h",
+                   "-c", str(concurrency), "-P", pool, "-l", "INFO",
+                   "--without-mingle", "--without-gossip"]
+        if queues:
+            command += ["-Q", ",".join(queues)]
+        with open(log, "ab") as out:
+            process = subprocess.Popen(command, env=self.env, stdout=out, stderr=subprocess.STDOUT,
+                                       cwd=settings.BASE_DIR, start_new_session=True)
+        worker = Worker(name, process, log)
+        self.workers.append(worker)
+        deadline = time.monotonic() + timeout
+        while " ready." not in worker.log_text():
+            if process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise WorkflowError(f"worker {name} did not start; its log:\n{worker.log_text()}")
+            time.sleep(0.1)
+        return worker
+
+    def kill(self, worker: Worker) -> None:
+        """SIGKILL the worker and its pool processes: no chance to ack or clean up."""
+        os.killpg(worker.process.pid, signal.SIGKILL)
+        worker.process.wait(timeout=30)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        for worker in self.workers:
+            if worker.process.poll() is None:
+                os.killpg(worker.process.pid, signal.SIGTERM)
+        for worker in self.workers:
+            try:
+                worker.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(worker.process.pid, signal.SIGKILL)
+                worker.process.wait(timeout=timeout)
+        self.workers.clear()
+
+    def __enter__(self) -> WorkerGroup:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def worker_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment for a worker that shares this process's database, broker and var/."""
+    from wfproject.celery import app
+
+    env = {**os.environ, "DATABASE_URL": database_url(), "WF_VAR_DIR": str(settings.VAR_DIR),
+           "CELERY_BROKER_URL": app.conf.broker_url,
+           "WORKFLOW_MODULES": ",".join(settings.WORKFLOW_MODULES)}
+    env.update(extra or {})
+    return env
