@@ -73,3 +73,11 @@ def run_until_idle(*, max_messages: int = 100_000, raise_on_error: bool = True) 
             for queue in queues.values():
                 queue.close()
     raise WorkflowError(f"run_until_idle(): still busy after {max_messages} messages")
+
+
+def queued_count(queue: str) -> int:
+    """How many messages wait in `queue` on the broker."""
+    app = _app()
+    with app.connection_for_write() as conn:
+        declared = app.amqp.queues[queue].bind(conn.default_channel).queue_declare()
+        return int(declared.message_count)

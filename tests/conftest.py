@@ -1,15 +1,35 @@
-"""Shared fixtures: a clean broker per test, the workflow API, incidents."""
+"""Shared fixtures: a clean broker per test, incidents, local worker processes."""
 from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from incidents import workflow
-from incidents.engine import context
+from incidents.engine import context, registry
+from incidents.processes import WorkerGroup, worker_env
 from incidents.testing import purge_queues
+
+REQUIRE_SERVICES = os.environ.get("WF_REQUIRE_SERVICES") == "1"
+TEST_MODULES = "workflows.simple,workflows.quicksort,tests.workflows.probe"
+registry.load_workflow_modules(["tests.workflows.probe"])
+
+
+def need_service(env_name: str, what: str) -> str:
+    """The service's URL; skip (or, in CI, fail) when it is not configured."""
+    url = os.environ.get(env_name)
+    if not url:
+        message = f"{what} not available: set {env_name} (see .ci/services)"
+        if REQUIRE_SERVICES:
+            pytest.fail(message)
+        pytest.skip(message)
+    return url
 
 
 @pytest.fixture(autouse=True)
-def _clean_staging():
+def _clean_staging() -> Iterator[None]:
     """Each test starts with nothing staged outside a handler."""
     context.outside_staging().outbox.clear()
     yield
@@ -17,7 +37,7 @@ def _clean_staging():
 
 
 @pytest.fixture
-def broker():
+def broker() -> Iterator[None]:
     """The configured broker with every registered queue empty."""
     purge_queues()
     yield
@@ -25,5 +45,24 @@ def broker():
 
 
 @pytest.fixture
-def incident_id(db):
+def incident_id(db: None) -> str:
     return workflow.CreateIncident(name="test incident", kind="TEST")
+
+
+@pytest.fixture
+def workers(transactional_db: None, broker: None) -> Iterator[WorkerGroup]:
+    """Start worker processes with group.start(name); all are stopped after the test."""
+    with WorkerGroup(env=worker_env({"WORKFLOW_MODULES": TEST_MODULES})) as group:
+        yield group
+
+
+def wait_until(condition: Callable[[], object], *, timeout: float = 120, what: str = "") -> object:
+    """Poll `condition` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what or condition}")
+        time.sleep(0.1)

@@ -104,7 +104,10 @@ def run_directly(spec: HandlerSpec, message: dict[str, Any]) -> None:
     """Run a handler called as a plain function: same context and commit, no log row."""
     incident_id = message.get("IncidentID") if isinstance(message, dict) else None
     run = HandlerRun(originator=spec.name, incident_id=str(incident_id) if incident_id else None)
-    outcome = _run_and_commit(spec, run, message)
+    try:
+        outcome = _run_and_commit(spec, run, message)
+    finally:
+        _release_locks(run)
     if outcome.error is not None:
         raise outcome.error
 

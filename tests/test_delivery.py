@@ -1,0 +1,126 @@
+"""Delivering a message: activation, duplicates, ended incidents, atomic handlers."""
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from django.utils import timezone
+
+from incidents import workflow
+from incidents.engine import dispatch, locks
+from incidents.engine.dispatch import Result
+from incidents.exceptions import Deferred
+from incidents.models import Incident, IncidentStatus, Lock, MessageLog, MessageStatus
+from incidents.testing import run_until_idle
+
+pytestmark = pytest.mark.usefixtures("broker")
+
+
+def sent(incident_id, queue, **fields):
+    message = {"IncidentID": incident_id, **fields}
+    workflow.send(message=message, queue=queue)
+    workflow.FlushMessages()
+    return message
+
+
+def test_an_incident_becomes_active_when_its_first_message_is_handled(incident_id):
+    message = sent(incident_id, "probe_chain", left=1)
+    assert Incident.objects.get(pk=incident_id).status == IncidentStatus.PENDING
+    assert dispatch.deliver("probe_chain", message).result is Result.COMPLETE
+    incident = Incident.objects.get(pk=incident_id)
+    assert incident.status == IncidentStatus.ACTIVE and incident.activated_at
+
+
+def test_a_handled_message_records_times_consumer_and_duration(incident_id):
+    message = sent(incident_id, "probe_chain", left=1)
+    dispatch.deliver("probe_chain", message)
+    row = MessageLog.objects.get(pk=message["MessageID"])
+    assert row.status == MessageStatus.COMPLETE and row.attempts == 1
+    assert row.submitted <= row.received <= row.completed
+    assert row.duration is not None and row.duration >= 0 and ":" in row.consumer
+
+
+def test_a_second_delivery_of_a_handled_message_has_no_effect(incident_id):
+    message = sent(incident_id, "probe_chain", left=3)
+    dispatch.deliver("probe_chain", message)
+    assert dispatch.deliver("probe_chain", message).result is Result.DUPLICATE
+    assert dispatch.deliver("probe_chain", message, redelivered=True).result is Result.DUPLICATE
+    assert MessageLog.objects.filter(destination="probe_chain").count() == 2
+
+
+def test_a_redelivered_message_whose_run_died_is_run_again_and_sends_once(incident_id):
+    message = sent(incident_id, "probe_chain", left=3)
+    # A worker claimed it and died before committing.
+    MessageLog.objects.filter(pk=message["MessageID"]).update(
+        status=MessageStatus.PROCESSING, attempts=1)
+    assert dispatch.deliver("probe_chain", message).result is Result.DUPLICATE  # not redelivered
+    assert dispatch.deliver("probe_chain", message, redelivered=True).result is Result.COMPLETE
+    assert MessageLog.objects.get(pk=message["MessageID"]).attempts == 2
+    assert MessageLog.objects.filter(destination="probe_chain").count() == 2
+
+
+def test_a_run_overtaken_by_another_delivery_commits_nothing(incident_id):
+    message = sent(incident_id, "probe_count")
+
+    @workflow.handler
+    def overtaken(msg):
+        workflow.Persist.Put(incident_id, {"late": True})
+        # Meanwhile the message is redelivered elsewhere and claimed again.
+        MessageLog.objects.filter(pk=msg["MessageID"]).update(attempts=2)
+
+    from incidents.engine import registry
+
+    spec = registry.spec_of(overtaken)
+    outcome = dispatch._run_and_commit(
+        spec, dispatch.HandlerRun(originator="overtaken", message_id=message["MessageID"],
+                                  incident_id=incident_id, attempt=1), message)
+    assert outcome.result is Result.DUPLICATE
+    assert workflow.Persist.Get(incident_id, ignoreOriginator=True) == []
+
+
+def test_messages_for_an_ended_incident_are_logged_not_processed(incident_id):
+    message = sent(incident_id, "probe_chain", left=3)
+    workflow.Cancel(incident_id, reason="called off")
+    workflow.FlushMessages()
+    assert dispatch.deliver("probe_chain", message).result is Result.NOT_PROCESSED
+    row = MessageLog.objects.get(pk=message["MessageID"])
+    assert row.status == MessageStatus.NOT_PROCESSED
+    assert row.comment == f"incident {incident_id} is CANCELLED"
+    assert MessageLog.objects.filter(destination="probe_chain").count() == 1
+
+
+@pytest.mark.parametrize(
+    "body", [None, "text", [1], {}, {"IncidentID": "x", "MessageID": "y"},
+             {"IncidentID": "00000000-0000-0000-0000-000000000000",
+              "MessageID": "00000000-0000-0000-0000-000000000001"}],
+)
+def test_a_foreign_or_broken_message_is_rejected_without_raising(db, body):
+    assert dispatch.deliver("probe_chain", body).result is Result.REJECTED
+
+
+def test_an_atomic_handler_busy_for_the_incident_defers_with_a_growing_delay(incident_id):
+    message = sent(incident_id, "quicksort_merge", node="rL", sorted=[1])
+    assert locks.backend().acquire("_atomic:merge_handler", incident_id, "someone", 60)
+    delays = []
+    for retries in range(6):
+        with pytest.raises(Deferred) as deferred:
+            dispatch.deliver("quicksort_merge", message, retries=retries)
+        delays.append(deferred.value.delay)
+    assert delays[-1] > delays[0] * 4
+    assert MessageLog.objects.get(pk=message["MessageID"]).status == MessageStatus.SENT
+    locks.backend().release("_atomic:merge_handler", incident_id, "someone")
+    assert dispatch.deliver("quicksort_merge", message).result is Result.COMPLETE
+    assert not Lock.objects.exists()
+
+
+def test_an_expired_lock_of_a_dead_worker_does_not_block_an_atomic_handler(incident_id):
+    message = sent(incident_id, "quicksort_merge", node="rL", sorted=[1])
+    assert locks.backend().acquire("_atomic:merge_handler", incident_id, "dead-worker", 60)
+    Lock.objects.update(expires_at=timezone.now() - dt.timedelta(seconds=1))
+    assert dispatch.deliver("quicksort_merge", message).result is Result.COMPLETE
+
+
+def test_run_until_idle_runs_a_whole_workflow(incident_id):
+    sent(incident_id, "A_queue")
+    assert run_until_idle() == 3  # A, B, cleanup
+    assert Incident.objects.get(pk=incident_id).status == IncidentStatus.COMPLETE

@@ -1,0 +1,131 @@
+"""send() and FlushMessages(): validation, staging, publishing."""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+
+import pytest
+
+from incidents import workflow
+from incidents.exceptions import (
+    MessageError,
+    MessageTypeError,
+    QueueNameError,
+    UnknownIncident,
+    WorkflowError,
+)
+from incidents.models import MessageLog, MessageStatus
+from incidents.testing import queued_count
+
+pytestmark = pytest.mark.usefixtures("broker")
+
+
+def nothing_stored_or_sent() -> bool:
+    return MessageLog.objects.count() == 0 and queued_count("A_queue") == 0
+
+
+def test_send_returns_the_message_id_and_adds_it_and_the_originator(incident_id):
+    message = {"IncidentID": incident_id, "payload": [1, 2]}
+    message_id = workflow.send(message=message, queue="A_queue")
+    assert uuid.UUID(message_id)
+    assert message["MessageID"] == message_id
+    assert message["originator"] == ""
+
+
+def test_nothing_leaves_before_flush_outside_a_handler(incident_id):
+    workflow.send(message={"IncidentID": incident_id}, queue="A_queue")
+    assert nothing_stored_or_sent()
+    assert workflow.FlushMessages() == 1
+    row = MessageLog.objects.get()
+    assert (row.destination, row.status, row.originator) == ("A_queue", MessageStatus.SENT, "")
+    assert queued_count("A_queue") == 1
+
+
+def test_the_seed_argument_order_and_keywords_all_work(incident_id):
+    workflow.send("A_queue", {"IncidentID": incident_id})
+    workflow.send({"IncidentID": incident_id}, "A_queue")
+    workflow.send(queue="A_queue", message={"IncidentID": incident_id}, src_tag="s", dest_tag="d")
+    workflow.FlushMessages()
+    assert MessageLog.objects.filter(destination="A_queue").count() == 3
+    assert MessageLog.objects.filter(src_tag="s", dest_tag="d").count() == 1
+
+
+def test_the_logged_body_is_the_message_as_sent(incident_id):
+    message_id = workflow.send(message={"IncidentID": incident_id, "n": 1.5, "t": (1, 2)},
+                               queue="A_queue")
+    workflow.FlushMessages()
+    body = MessageLog.objects.get(pk=message_id).body
+    assert body == {"IncidentID": incident_id, "n": 1.5, "t": [1, 2], "MessageID": message_id,
+                    "originator": ""}
+
+
+@pytest.mark.parametrize(
+    ("message", "error", "says"),
+    [
+        ("not a dict", MessageTypeError, "send a dict"),
+        ({"no": "id"}, MessageError, "no 'IncidentID' key"),
+        ({"IncidentID": "not-a-uuid"}, MessageError, "is not a UUID"),
+        ({"IncidentID": 42}, MessageTypeError, "pass the string returned by CreateIncident"),
+    ],
+)
+def test_malformed_messages_are_refused_clearly(db, message, error, says):
+    with pytest.raises(error, match=says):
+        workflow.send(message=message, queue="A_queue")
+    assert isinstance(error("x"), WorkflowError)
+    workflow.FlushMessages()
+    assert nothing_stored_or_sent()
+
+
+def test_an_unknown_incident_is_refused(db):
+    with pytest.raises(UnknownIncident, match="no incident has IncidentID"):
+        workflow.send(message={"IncidentID": str(uuid.uuid4())}, queue="A_queue")
+    workflow.FlushMessages()
+    assert nothing_stored_or_sent()
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ({"when": dt.datetime(2026, 1, 1)}, r"message\['data'\]\['when'\] is a datetime"),
+        ({1: "int key"}, r"message\['data'\] has the key 1 \(int\)"),
+        ([float("nan")], r"message\['data'\]\[0\] is nan"),
+        ({"s": {1, 2}}, r"message\['data'\]\['s'\] is a set"),
+    ],
+)
+def test_non_json_values_are_refused_naming_the_key(incident_id, value, says):
+    with pytest.raises(MessageError, match=says):
+        workflow.send(message={"IncidentID": incident_id, "data": value}, queue="A_queue")
+    workflow.FlushMessages()
+    assert nothing_stored_or_sent()
+
+
+def test_a_message_over_the_size_limit_is_refused(incident_id, settings):
+    settings.WORKFLOW_MAX_MESSAGE_BYTES = 1000
+    with pytest.raises(MessageError, match="over the limit of 1000"):
+        workflow.send(message={"IncidentID": incident_id, "blob": "x" * 1000}, queue="A_queue")
+    workflow.FlushMessages()
+    assert nothing_stored_or_sent()
+
+
+@pytest.mark.parametrize("queue", ["", "_Cleanup", "has space", "a/b", 7, None, "x" * 201])
+def test_bad_queue_names_are_refused(incident_id, queue):
+    with pytest.raises(QueueNameError):
+        workflow.send(message={"IncidentID": incident_id}, queue=queue)
+    workflow.FlushMessages()
+    assert nothing_stored_or_sent()
+
+
+def test_bad_tags_are_refused(incident_id):
+    with pytest.raises(MessageTypeError, match="src_tag"):
+        workflow.send(message={"IncidentID": incident_id}, queue="A_queue", src_tag=3)
+
+
+def test_a_message_to_an_ended_incident_is_dropped_with_a_warning(incident_id, caplog):
+    workflow.Cancel(incident_id, reason="test")
+    workflow.FlushMessages()
+    with caplog.at_level(logging.WARNING, logger="incidents"):
+        assert workflow.send(message={"IncidentID": incident_id}, queue="A_queue") is None
+    assert "is CANCELLED; message to A_queue dropped" in caplog.text
+    workflow.FlushMessages()
+    assert not MessageLog.objects.filter(destination="A_queue").exists()
