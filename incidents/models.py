@@ -50,8 +50,8 @@ class Incident(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, help_text="When the incident was declared.")
     activated_at = models.DateTimeField(null=True, blank=True,
                                         help_text="When the incident became ACTIVE.")
-    completed_at = models.DateTimeField(null=True, blank=True,
-                                        help_text="When the incident was completed, cancelled, failed or killed.")
+    completed_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the incident was completed, cancelled, failed or killed.")
     cleaned_at = models.DateTimeField(null=True, blank=True,
                                       help_text="When cleanup removed its locks and persisted state.")
     comment = models.TextField(blank=True, default="",

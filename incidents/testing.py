@@ -24,7 +24,9 @@ def purge_queues(queues: list[str] | None = None) -> int:
     purged = 0
     with app.connection_for_write() as conn:
         for name in queues or registry.registered_queues():
-            purged += app.amqp.queues[name].bind(conn.default_channel).purge() or 0
+            queue = app.amqp.queues[name].bind(conn.default_channel)
+            queue.declare()
+            purged += queue.purge() or 0
     return purged
 
 

@@ -71,7 +71,7 @@ def test_registering_an_undecorated_function_is_refused():
     def plain(message):
         pass
 
-    with pytest.raises(HandlerRegistrationError, match="decorate it with @workflow.handler"):
+    with pytest.raises(HandlerRegistrationError, match=r"decorate it with @workflow\.handler"):
         workflow.RegisterHandler(plain, "plain_queue")
 
 

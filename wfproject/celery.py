@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 
 from celery import Celery
+from celery.signals import worker_init
 from kombu.transport import TRANSPORT_ALIASES
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "wfproject.settings")
@@ -15,3 +16,13 @@ app = Celery("wfproject")
 app.config_from_object("celeryconfig")
 # Named, not imported: importing the engine here would set Django up too early.
 app.steps["worker"].add("incidents.engine.relay:RelayStep")
+
+
+@worker_init.connect
+def _refuse_to_start_with_broken_workflows(**kwargs: object) -> None:
+    from incidents.engine.registry import load_errors
+
+    if load_errors:
+        # SystemExit, because Celery logs and swallows exceptions raised by signal handlers.
+        raise SystemExit("refusing to start: workflow modules failed to load (details: "
+                         "`python manage.py check`): " + "; ".join(load_errors))

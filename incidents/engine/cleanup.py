@@ -36,7 +36,7 @@ def _cleanup(message: dict[str, Any]) -> None:
         removed["states"], _ = HandlerState.objects.filter(incident_id=incident_id).delete()
     if message.get("CleanMessages", False):
         removed["messages"], _ = (MessageLog.objects.filter(incident_id=incident_id)
-                                  .exclude(pk=message.get("MessageID")).delete())
+                                  .exclude(pk=message["MessageID"]).delete())
     Incident.objects.filter(pk=incident_id).update(cleaned_at=timezone.now())
     logger.info("incident %s cleaned up: %s", incident_id, removed)
 

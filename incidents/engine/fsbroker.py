@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from queue import Empty
 from time import monotonic
 from typing import Any
 
@@ -16,19 +17,17 @@ from kombu.transport import filesystem
 from kombu.utils.encoding import bytes_to_str, str_to_bytes
 from kombu.utils.json import dumps, loads
 
-from queue import Empty
-
 
 class Channel(filesystem.Channel):
-    def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:
+    def _put(self, queue: str, message: Any, **kwargs: Any) -> None:
         name = f"{round(monotonic() * 1000):015d}_{uuid.uuid4()}.{queue}.msg"
         final = os.path.join(self.data_folder_out, name)
         partial = os.path.join(self.data_folder_out, f".{name}.part")
         with open(partial, "wb") as f:
-            f.write(str_to_bytes(dumps(payload)))
+            f.write(str_to_bytes(dumps(message)))
         os.replace(partial, final)
 
-    def _get(self, queue: str) -> Any:
+    def _get(self, queue: str, timeout: float | None = None) -> Any:
         suffix = f".{queue}.msg"
         for name in sorted(os.listdir(self.data_folder_in)):
             if name.startswith(".") or name.partition(".")[2] != suffix[1:]:

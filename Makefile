@@ -1,0 +1,52 @@
+# Two commands do all set-up: `make demo` and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+WORKFLOW ?= quicksort
+SIZE ?= 1000
+STACK_ENV = eval "$$($(PY) -m tests.stack env)"
+
+.PHONY: install demo test lint test-embedded test-services services clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -r requirements-dev.txt -e .
+	touch $@
+
+install: $(VENV)/.installed
+
+## Run a real workflow on the embedded default (SQLite + filesystem broker under var/).
+demo: install
+	$(PY) manage.py migrate --noinput -v0
+	$(PY) manage.py run_demo --workflow $(WORKFLOW) --size $(SIZE)
+
+## The whole suite: lint, types, the embedded pass, then the RabbitMQ + PostgreSQL pass.
+test: lint test-embedded test-services
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+test-embedded: install
+	rm -rf var/test-embedded
+	$(STACK_ENV); WF_VAR_DIR=$(CURDIR)/var/test-embedded $(VENV)/bin/pytest -m "not services"
+
+test-services: install
+	@$(STACK_ENV); \
+	if [ -n "$$WF_TEST_RABBITMQ_URL" ] && [ -n "$$WF_TEST_POSTGRES_URL" ]; then \
+	  rm -rf var/test-services; \
+	  DATABASE_URL=$$WF_TEST_POSTGRES_URL CELERY_BROKER_URL=$$WF_TEST_RABBITMQ_URL \
+	  WF_VAR_DIR=$(CURDIR)/var/test-services $(VENV)/bin/pytest -m "e2e or services"; \
+	elif [ "$$WF_REQUIRE_SERVICES" = 1 ]; then \
+	  $(PY) -m tests.stack check; \
+	else \
+	  echo "SKIPPED the RabbitMQ + PostgreSQL pass: no server on 127.0.0.1; start them with"; \
+	  echo "  sudo .ci/services   (needs rabbitmq-server, postgresql, redis-server)"; \
+	fi
+
+## Start RabbitMQ, PostgreSQL and Redis on loopback (root; Debian packages installed).
+services:
+	.ci/services >/dev/null
+
+clean:
+	rm -rf var/ $(VENV) *.egg-info

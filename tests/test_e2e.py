@@ -1,0 +1,100 @@
+"""Whole workflows on real worker processes (the embedded default, or RabbitMQ + PostgreSQL)."""
+from __future__ import annotations
+
+import itertools
+import random
+import signal
+import subprocess
+import sys
+
+import pytest
+from django.conf import settings
+
+from incidents import workflow
+from incidents.engine.registry import CLEANUP_QUEUE
+from incidents.models import FINAL_STATUSES, Incident, IncidentStatus, MessageLog, MessageStatus
+from incidents.processes import worker_env
+from workflows import quicksort
+
+from .conftest import wait_until
+
+pytestmark = pytest.mark.e2e
+
+
+def ended(incident_id):
+    incident = Incident.objects.get(pk=incident_id)
+    return incident if incident.cleaned_at else None
+
+
+def test_the_seed_example_with_only_its_import_changed_runs_to_complete(transactional_db, broker):
+    log = settings.VAR_DIR / "logs" / "seed-example.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    env = worker_env()
+    del env["WORKFLOW_MODULES"]  # a stand-alone script registers its own handlers
+    with open(log, "wb") as out:
+        script = subprocess.Popen([sys.executable, "tests/seed/example.py"], cwd=settings.BASE_DIR,
+                                  env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        incident = wait_until(lambda: Incident.objects.filter(kind="DUMMY_INCIDENT",
+                                                              cleaned_at__isnull=False).first(),
+                              what="the seed example's incident to complete")
+    finally:
+        script.send_signal(signal.SIGINT)  # Ctrl+C
+        script.wait(timeout=60)
+    assert incident.status == IncidentStatus.COMPLETE
+    output = log.read_text()
+    assert "Hello from A" in output and "Hello from B" in output
+    assert list(incident.messages.order_by("submitted").values_list("destination", "status")) == [
+        ("A_queue", "COMPLETE"), ("B_queue", "COMPLETE"), (CLEANUP_QUEUE, "COMPLETE")]
+
+
+def test_the_seed_workflow_completes_under_celery_workers(workers):
+    workers.start("w1")
+    incident_id = workflow.CreateIncident(name="some name", kind="DUMMY_INCIDENT")
+    workflow.send(queue="A_queue", message={"IncidentID": incident_id})
+    workflow.FlushMessages()
+    incident = wait_until(lambda: ended(incident_id), what="the incident to complete")
+    assert incident.status == IncidentStatus.COMPLETE
+    assert "Hello from B" in workers.workers[0].log_text()
+
+
+def test_quicksort_of_1000_numbers_on_two_workers_sorts_and_merges_one_at_a_time(workers):
+    workers.start("w1")
+    workers.start("w2")
+    numbers = [random.randint(0, 300) for _ in range(1000)]
+    incident_id = workflow.CreateIncident(name="sort", kind=quicksort.KIND)
+    quicksort.start(incident_id, numbers)
+    workflow.FlushMessages()
+    incident = wait_until(lambda: ended(incident_id), what="quicksort to complete")
+    assert incident.status == IncidentStatus.COMPLETE
+    assert quicksort.sorted_result(incident_id) == sorted(numbers)
+    log = MessageLog.objects.filter(incident_id=incident_id)
+    assert set(log.values_list("status", flat=True)) == {MessageStatus.COMPLETE}
+    assert {w.name for w in workers.workers} == {"w1", "w2"}
+    consumers = set(log.values_list("consumer", flat=True))
+    assert len(consumers) == 2, f"both workers should have handled messages: {consumers}"
+    # The merge handler is atomic: its runs for one incident never overlap in time.
+    runs = list(log.filter(destination="quicksort_merge").order_by("received")
+                .values_list("received", "completed"))
+    assert len(runs) > 50
+    overlaps = [(a, b) for a, b in itertools.pairwise(runs) if b[0] < a[1]]
+    assert overlaps == []
+
+
+def test_cancel_mid_run_stops_the_workflow_and_cleans_up_after_the_last_message(workers):
+    workers.start("w1")
+    incident_id = workflow.CreateIncident(name="long chain", kind="TEST")
+    workflow.send(message={"IncidentID": incident_id, "left": 100_000}, queue="probe_chain")
+    workflow.FlushMessages()
+    wait_until(lambda: MessageLog.objects.filter(incident_id=incident_id,
+                                                 status=MessageStatus.COMPLETE).count() >= 20)
+    workflow.Cancel(incident_id, reason="operator stop")
+    workflow.FlushMessages()
+    incident = wait_until(lambda: ended(incident_id), what="cleanup after cancel")
+    assert (incident.status, incident.comment) == (IncidentStatus.CANCELLED, "operator stop")
+    chain = MessageLog.objects.filter(incident_id=incident_id, destination="probe_chain")
+    assert set(chain.values_list("status", flat=True)) <= set(FINAL_STATUSES)
+    assert chain.filter(status=MessageStatus.NOT_PROCESSED).exists()
+    assert chain.filter(status=MessageStatus.COMPLETE).count() < 1000
+    last_handled = max(chain.values_list("completed", flat=True))
+    assert incident.cleaned_at >= last_handled

@@ -1,0 +1,32 @@
+"""A worker SIGKILLed mid-handler on RabbitMQ: the message is redelivered, effects apply once."""
+from __future__ import annotations
+
+import pytest
+
+from incidents import workflow
+from incidents.models import HandlerState, IncidentStatus, MessageLog, MessageStatus
+
+from .conftest import wait_until
+from .test_e2e import ended
+
+pytestmark = pytest.mark.services
+
+
+def test_a_worker_killed_mid_handler_loses_nothing_and_applies_effects_once(workers, tmp_path):
+    first = workers.start("doomed")
+    incident_id = workflow.CreateIncident(name="killed worker", kind="TEST")
+    workflow.send(message={"IncidentID": incident_id, "folder": str(tmp_path)}, queue="probe_block")
+    workflow.FlushMessages()
+    wait_until(lambda: (tmp_path / "started-1").exists(), what="the handler to start")
+    workers.kill(first)
+    (tmp_path / "release").touch()
+    workers.start("survivor")
+    incident = wait_until(lambda: ended(incident_id), what="the incident to complete")
+    assert incident.status == IncidentStatus.COMPLETE
+    assert sorted(p.name for p in tmp_path.glob("started-*")) == ["started-1", "started-2"]
+    blocked = MessageLog.objects.get(incident_id=incident_id, destination="probe_block")
+    assert (blocked.status, blocked.attempts) == (MessageStatus.COMPLETE, 2)
+    assert MessageLog.objects.filter(incident_id=incident_id, destination="probe_count").count() == 1
+    states = list(HandlerState.objects.filter(incident_id=incident_id)
+                  .values_list("handler", "data"))
+    assert states == [("block_handler", {"blocked": True}), ("count_handler", {"counted": True})]
