@@ -169,7 +169,7 @@ def ReleaseLock(label: str, IncidentID: str) -> bool:
     run = context.current_run.get()
     if run is not None:
         run.locks.discard((label, incident_id))
-    return locks.backend().release(label, incident_id, owner)
+    return locks.give_back(label, incident_id, owner)
 
 
 def OpenConnection() -> None:

@@ -103,3 +103,18 @@ def test_bad_lock_arguments_are_refused(incident_id, label, timeout):
     with pytest.raises(MessageError):
         workflow.GetLock(label, incident_id, timeout=timeout)
     assert not Lock.objects.exists()
+
+
+def test_a_lock_held_longer_than_its_lease_is_renewed_not_lost(backend, transactional_db, settings):
+    settings.WORKFLOW_LOCK_LEASE_SECONDS = 1.0
+    incident_id = workflow.CreateIncident(name="long hold", kind="TEST")
+    assert locks.take("long", incident_id, "runner")
+    try:
+        # Wait three leases; without renewal another worker could take the lock by now.
+        wait_end = threading.Event()
+        wait_end.wait(3.0)
+        assert not backend.acquire("long", incident_id, "intruder", 60)
+    finally:
+        locks.give_back("long", incident_id, "runner")
+    assert backend.acquire("long", incident_id, "intruder", 60)
+    backend.release("long", incident_id, "intruder")

@@ -84,7 +84,7 @@ def deliver(queue: str, message: Any, *, redelivered: bool = False, retries: int
     run.lock_owner = f"{message_id}:{run.attempt}"
     atomic_label = f"_atomic:{spec.name}"
     if spec.atomic:
-        if not locks.backend().acquire(atomic_label, incident_id, run.lock_owner, locks.lease()):
+        if not locks.take(atomic_label, incident_id, run.lock_owner):
             raise Deferred(f"{spec.name} is running for incident {incident_id}",
                            delay=locks.retry_delay(retries), incident_id=incident_id,
                            queue=queue, handler=spec.name)
@@ -210,4 +210,4 @@ def _finish_unprocessed(row: MessageLog, reason: str) -> None:
 
 def _release_locks(run: HandlerRun) -> None:
     for label, incident_id in run.locks:
-        locks.backend().release(label, incident_id, run.lock_owner)
+        locks.give_back(label, incident_id, run.lock_owner)

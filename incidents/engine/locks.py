@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import functools
+import logging
+import os
 import random
+import threading
 import time
 from datetime import timedelta
 from typing import Any, Protocol
@@ -14,9 +17,12 @@ from django.utils import timezone
 from incidents import conf
 from incidents.models import Lock
 
+logger = logging.getLogger(__name__)
+
 
 class LockBackend(Protocol):
     def acquire(self, label: str, incident_id: str, owner: str, lease: float) -> bool: ...
+    def renew(self, label: str, incident_id: str, owner: str, lease: float) -> bool: ...
     def release(self, label: str, incident_id: str, owner: str) -> bool: ...
     def is_locked(self, label: str, incident_id: str) -> bool: ...
     def clear(self, incident_id: str) -> int: ...
@@ -41,6 +47,10 @@ class DatabaseLocks:
                 .update(owner=owner, acquired_at=now, expires_at=expires)
             )
 
+    def renew(self, label: str, incident_id: str, owner: str, lease: float) -> bool:
+        return bool(Lock.objects.filter(incident_id=incident_id, label=label, owner=owner)
+                    .update(expires_at=timezone.now() + timedelta(seconds=lease)))
+
     def release(self, label: str, incident_id: str, owner: str) -> bool:
         deleted, _ = Lock.objects.filter(incident_id=incident_id, label=label, owner=owner).delete()
         return bool(deleted)
@@ -58,6 +68,8 @@ class RedisLocks:
     """Locks as Redis keys with a TTL; release and takeover check the owner atomically."""
 
     _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+    _RENEW = ("if redis.call('get', KEYS[1]) == ARGV[1] then "
+              "return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0")
     _ACQUIRE = (
         "local v = redis.call('get', KEYS[1]) "
         "if v == false or v == ARGV[1] then redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2]) "
@@ -70,6 +82,7 @@ class RedisLocks:
         self.client: Any = redis.Redis.from_url(url)
         self._acquire = self.client.register_script(self._ACQUIRE)
         self._release = self.client.register_script(self._RELEASE)
+        self._renew = self.client.register_script(self._RENEW)
 
     @staticmethod
     def _key(label: str, incident_id: str) -> str:
@@ -78,6 +91,10 @@ class RedisLocks:
     def acquire(self, label: str, incident_id: str, owner: str, lease: float) -> bool:
         return bool(self._acquire(keys=[self._key(label, incident_id)],
                                   args=[owner, max(1, int(lease * 1000))]))
+
+    def renew(self, label: str, incident_id: str, owner: str, lease: float) -> bool:
+        return bool(self._renew(keys=[self._key(label, incident_id)],
+                                args=[owner, max(1, int(lease * 1000))]))
 
     def release(self, label: str, incident_id: str, owner: str) -> bool:
         return bool(self._release(keys=[self._key(label, incident_id)], args=[owner]))
@@ -114,7 +131,7 @@ def wait_for(label: str, incident_id: str, owner: str, timeout: float | None) ->
     """Block until the lock is taken (True) or `timeout` seconds pass (False)."""
     deadline = None if timeout is None else time.monotonic() + timeout
     attempt = 0
-    while not backend().acquire(label, incident_id, owner, lease()):
+    while not take(label, incident_id, owner):
         delay = retry_delay(attempt)
         if deadline is not None:
             remaining = deadline - time.monotonic()
@@ -124,3 +141,66 @@ def wait_for(label: str, incident_id: str, owner: str, timeout: float | None) ->
         time.sleep(delay)
         attempt += 1
     return True
+
+
+
+class LeaseRenewer:
+    """Renews the leases of the locks this process holds, from one background thread, so a
+    handler that runs for longer than a lease keeps its locks; a dead process stops renewing
+    and its locks expire."""
+
+    def __init__(self) -> None:
+        self._held: dict[tuple[str, str, str], float] = {}  # key -> when last (re)newed
+        self._guard = threading.Lock()
+        self._pid: int | None = None
+
+    def hold(self, label: str, incident_id: str, owner: str) -> None:
+        with self._guard:
+            self._held[(label, incident_id, owner)] = time.monotonic()
+            if self._pid != os.getpid():  # first use, or first use after a fork
+                self._pid = os.getpid()
+                threading.Thread(target=self._run, name="workflow-leases", daemon=True).start()
+
+    def drop(self, label: str, incident_id: str, owner: str) -> None:
+        with self._guard:
+            self._held.pop((label, incident_id, owner), None)
+
+    def _run(self) -> None:
+        from django.db import connection
+
+        while True:
+            period = lease() / 3
+            time.sleep(min(period, 1.0))
+            now = time.monotonic()
+            with self._guard:
+                due = [key for key, renewed in self._held.items() if now - renewed >= period]
+            if not due:
+                continue
+            try:
+                for key in due:
+                    if not backend().renew(*key, lease()):
+                        logger.warning("incident %s: lock %r expired before it was renewed",
+                                       key[1], key[0])
+                    with self._guard:
+                        if key in self._held:
+                            self._held[key] = now
+            except Exception:  # a database or Redis outage must not end renewal for good
+                logger.warning("lock renewal failed; will retry", exc_info=True)
+            finally:
+                connection.close()
+
+
+renewer = LeaseRenewer()
+
+
+def take(label: str, incident_id: str, owner: str) -> bool:
+    """Acquire without waiting; a lock taken is renewed until given back."""
+    if backend().acquire(label, incident_id, owner, lease()):
+        renewer.hold(label, incident_id, owner)
+        return True
+    return False
+
+
+def give_back(label: str, incident_id: str, owner: str) -> bool:
+    renewer.drop(label, incident_id, owner)
+    return backend().release(label, incident_id, owner)

@@ -1,10 +1,15 @@
 """One Celery task per handler queue, named workflow.<queue>; each calls dispatch.deliver()."""
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from incidents.engine import dispatch, outbox
+from django.db import InterfaceError, OperationalError
+
+from incidents.engine import dispatch, locks, outbox
 from incidents.exceptions import Deferred
+
+logger = logging.getLogger(__name__)
 
 
 def bind_queue(queue: str) -> None:
@@ -22,6 +27,12 @@ def bind_queue(queue: str) -> None:
                                        retries=self.request.retries)
         except Deferred as wait:
             raise self.retry(countdown=wait.delay, max_retries=None) from None
+        except (OperationalError, InterfaceError) as exc:
+            # The database is restarting or out of reach: nothing was committed; try later.
+            logger.warning("queue %s: database unavailable (%s); message %s retried",
+                           queue, exc, self.request.id)
+            raise self.retry(countdown=locks.retry_delay(self.request.retries + 4),
+                             max_retries=None) from exc
         return outcome.result.value
 
     deliver.__name__ = deliver.__qualname__ = f"deliver_{queue}"

@@ -74,7 +74,10 @@ def _json_fault(value: Any, path: str) -> str | None:
 
 def to_json(value: Any, *, where: str, name: str) -> str:
     """Serialise `value` to JSON text, or raise MessageError naming the offending key."""
-    fault = _json_fault(value, name)
+    try:
+        fault = _json_fault(value, name)
+    except RecursionError:
+        fault = f"{name} is nested too deeply to be JSON; flatten it"
     if fault:
         raise MessageError(f"{where}: {fault}")
     return json.dumps(value, separators=(",", ":"), allow_nan=False)

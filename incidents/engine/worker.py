@@ -20,21 +20,22 @@ def _app() -> Any:
     return app
 
 
-def open_connection(retries: int = 3, delay: float = 1.0) -> None:
-    """Check that the broker answers; raise BrokerUnavailable naming it (no password)."""
+def open_connection(retries: int = 3, delay: float = 1.0, url: str | None = None) -> None:
+    """Check that the broker (default: the configured one) answers; raise BrokerUnavailable
+    naming it (without the password) after `retries` tries."""
     app = _app()
-    url = maybe_sanitize_url(app.conf.broker_url)
+    shown = maybe_sanitize_url(url or app.conf.broker_url)
     for attempt in range(1, retries + 1):
         try:
-            with app.connection_for_write() as connection:
-                connection.ensure_connection(max_retries=1)
+            with app.connection_for_write(url) as connection:
+                connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0.1)
             return
         except Exception as exc:  # any transport error means "not reachable" here
             if attempt == retries:
                 raise BrokerUnavailable(
-                    f"cannot reach the message broker at {url} after {retries} tries: {exc}; "
+                    f"cannot reach the message broker at {shown} after {retries} tries: {exc}; "
                     "check CELERY_BROKER_URL and that the broker is running") from exc
-            logger.warning("broker %s not reachable (try %d of %d): %s", url, attempt, retries, exc)
+            logger.warning("broker %s not reachable (try %d of %d): %s", shown, attempt, retries, exc)
             time.sleep(delay * attempt)
 
 
