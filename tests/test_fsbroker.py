@@ -52,3 +52,32 @@ def test_a_message_still_being_written_is_not_taken(tmp_path):
         queue.put({"whole": True})
         assert queue.get(timeout=1).payload == {"whole": True}
         queue.close()
+
+
+def test_a_message_held_by_a_dead_process_goes_back_marked_redelivered(tmp_path):
+    import subprocess
+    import sys
+
+    with connection(tmp_path) as conn:
+        queue = conn.SimpleQueue("held")
+        queue.put({"n": 1})
+        queue.close()
+    # Another process takes the message and dies without acking it.
+    taker = (
+        "from incidents.engine import fsbroker\n"
+        "from tests.test_fsbroker import connection\n"
+        "from pathlib import Path\n"
+        f"c = connection(Path({str(tmp_path)!r})); q = c.SimpleQueue('held'); q.get(timeout=5)\n"
+        "import os; os._exit(9)\n"
+    )
+    assert subprocess.run([sys.executable, "-c", taker], timeout=60).returncode == 9
+    with connection(tmp_path) as conn:
+        queue = conn.SimpleQueue("held")
+        assert queue.qsize() == 0
+        assert conn.default_channel.recover_abandoned() == 1
+        message = queue.get(timeout=1)
+        assert message.payload == {"n": 1}
+        assert message.delivery_info["redelivered"] is True
+        message.ack()
+        queue.close()
+    assert [p.name for p in (tmp_path / "processed").iterdir()] == []

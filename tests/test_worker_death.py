@@ -1,4 +1,4 @@
-"""A worker SIGKILLed mid-handler on RabbitMQ: the message is redelivered, effects apply once."""
+"""A worker SIGKILLed mid-handler: the message is redelivered, its effects apply once."""
 from __future__ import annotations
 
 import pytest
@@ -9,7 +9,7 @@ from incidents.models import HandlerState, IncidentStatus, MessageLog, MessageSt
 from .conftest import wait_until
 from .test_e2e import ended
 
-pytestmark = pytest.mark.services
+pytestmark = pytest.mark.e2e
 
 
 def test_a_worker_killed_mid_handler_loses_nothing_and_applies_effects_once(workers, tmp_path):

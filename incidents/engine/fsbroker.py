@@ -1,13 +1,18 @@
 """The embedded broker: kombu's filesystem transport, made safe for several processes.
 
-kombu writes a message file in place and takes it by moving it to the system temp folder,
-so a reader can pick up a half-written file, and a move across file systems can hand one
-message to two readers. Here a message is written under a hidden name and renamed into
-the queue folder when complete, and taken by an atomic rename within the broker folder.
+kombu writes a message file in place and deletes it as soon as it is read, so a reader can
+pick up a half-written file and a process killed before its ack loses the message. Here a
+message is written under a hidden name and renamed into the queue folder when complete;
+a reader takes it by an atomic rename into the processed folder, under a name that records
+the holder, and deletes it only when the message is acked. Messages held by a process that
+has died are put back on their queue, marked redelivered.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
+import time
 import uuid
 from queue import Empty
 from time import monotonic
@@ -17,31 +22,102 @@ from kombu.transport import filesystem
 from kombu.utils.encoding import bytes_to_str, str_to_bytes
 from kombu.utils.json import dumps, loads
 
+HOST = socket.gethostname().replace("~", "-")
+RECOVERY_INTERVAL_SECONDS = 5.0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _mark_redelivered(payload: dict[str, Any]) -> dict[str, Any]:
+    # Celery reads the flag from delivery_info; kombu's virtual transports set it elsewhere.
+    payload["redelivered"] = True
+    payload.setdefault("properties", {}).setdefault("delivery_info", {})["redelivered"] = True
+    return payload
+
 
 class Channel(filesystem.Channel):
-    def _put(self, queue: str, message: Any, **kwargs: Any) -> None:  # type: ignore[override]
-        name = f"{round(monotonic() * 1000):015d}_{uuid.uuid4()}.{queue}.msg"
-        final = os.path.join(self.data_folder_out, name)
-        partial = os.path.join(self.data_folder_out, f".{name}.part")
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._held: dict[str, str] = {}  # delivery tag -> file in the processed folder
+        self._recovered_at = 0.0
+
+    def _write(self, name: str, payload: Any) -> None:
+        partial = os.path.join(self.data_folder_out, f".{name}.{uuid.uuid4().hex}.part")
         with open(partial, "wb") as f:
-            f.write(str_to_bytes(dumps(message)))
-        os.replace(partial, final)
+            f.write(str_to_bytes(dumps(payload)))
+        os.replace(partial, os.path.join(self.data_folder_out, name))
+
+    def _put(self, queue: str, message: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        self._write(f"{round(monotonic() * 1000):015d}_{uuid.uuid4()}.{queue}.msg", message)
 
     def _get(self, queue: str, timeout: float | None = None) -> Any:
-        suffix = f".{queue}.msg"
+        if time.monotonic() - self._recovered_at > RECOVERY_INTERVAL_SECONDS:
+            self.recover_abandoned()
+        suffix = f"{queue}.msg"
         for name in sorted(os.listdir(self.data_folder_in)):
-            if name.startswith(".") or name.partition(".")[2] != suffix[1:]:
+            if name.startswith(".") or name.partition(".")[2] != suffix:
                 continue
-            taken = os.path.join(self.processed_folder, f"{name}.{uuid.uuid4().hex}")
+            held = os.path.join(self.processed_folder,
+                                f"{HOST}~{os.getpid()}~{uuid.uuid4().hex}~{name}")
             try:
-                os.rename(os.path.join(self.data_folder_in, name), taken)
+                os.rename(os.path.join(self.data_folder_in, name), held)
             except FileNotFoundError:
                 continue  # another consumer took it first
-            with open(taken, "rb") as f:
-                payload = f.read()
-            os.remove(taken)
-            return loads(bytes_to_str(payload))
+            with open(held, "rb") as f:
+                payload = loads(bytes_to_str(f.read()))
+            self._held[payload["properties"]["delivery_tag"]] = held
+            return payload
         raise Empty()
+
+    def basic_ack(self, delivery_tag: str, multiple: bool = False) -> None:
+        super().basic_ack(delivery_tag, multiple)
+        self._forget(delivery_tag)
+
+    def basic_reject(self, delivery_tag: str, requeue: bool = False) -> None:
+        super().basic_reject(delivery_tag, requeue)
+        self._forget(delivery_tag)
+
+    def _restore(self, message: Any) -> None:
+        """Put an unacked message back (reject with requeue, channel closed)."""
+        payload = _mark_redelivered(message.serializable())
+        for queue in self._lookup(message.delivery_info["exchange"],
+                                  message.delivery_info["routing_key"]):
+            self._put(queue, payload)
+        self._forget(message.delivery_tag)
+
+    def _forget(self, delivery_tag: str) -> None:
+        held = self._held.pop(delivery_tag, None)
+        if held:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(held)
+
+    def recover_abandoned(self) -> int:
+        """Return messages held by dead processes on this host to their queues."""
+        self._recovered_at = time.monotonic()
+        recovered = 0
+        for held in os.listdir(self.processed_folder):
+            host, pid, _, name = ([*held.split("~", 3), "", "", "", ""])[:4]
+            if host != HOST or not pid.isdigit() or _alive(int(pid)):
+                continue
+            claimed = os.path.join(self.processed_folder, f".recovering-{uuid.uuid4().hex}")
+            try:
+                os.rename(os.path.join(self.processed_folder, held), claimed)
+            except FileNotFoundError:
+                continue  # another process is recovering it
+            with open(claimed, "rb") as f:
+                payload = _mark_redelivered(loads(bytes_to_str(f.read())))
+            self._write(name, payload)
+            os.remove(claimed)
+            recovered += 1
+        return recovered
 
 
 class Transport(filesystem.Transport):
