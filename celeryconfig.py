@@ -18,7 +18,7 @@ if broker_url.startswith("wffs://"):
         "data_folder_out": str(_BROKER_DIR / "queue"),
         "processed_folder": str(_BROKER_DIR / "processed"),
         "control_folder": str(_BROKER_DIR / "control"),
-        "polling_interval": float(os.environ.get("WF_BROKER_POLL_SECONDS", "0.05")),
+        "polling_interval": float(os.environ.get("WF_BROKER_POLL_SECONDS", "0.02")),
     }
 broker_connection_retry_on_startup = True
 

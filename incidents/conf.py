@@ -1,16 +1,21 @@
-"""Engine settings, read at call time; each has the WORKFLOW_ prefix and a default here."""
+"""Engine settings, read at call time: settings.WORKFLOW_<NAME>, else the environment
+variable of the same name, else the default documented here."""
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from django.conf import settings
+
+from incidents.exceptions import WorkflowConfigError
 
 DEFAULTS: dict[str, Any] = {
     # Dotted module paths loaded at start-up; each defines RegisterHandlers().
     "MODULES": [],
     # Largest JSON message body send() accepts, in bytes.
     "MAX_MESSAGE_BYTES": 1024 * 1024,
-    # Seconds a lock is held before another worker may take it over (a dead holder's lease).
+    # Seconds a lock lives without renewal; holders renew every third of it, so only a dead
+    # holder's lock expires.
     "LOCK_LEASE_SECONDS": 300.0,
     # redis://127.0.0.1:6379/0 to keep locks in Redis; empty keeps them in the database.
     "REDIS_URL": "",
@@ -27,5 +32,19 @@ DEFAULTS: dict[str, Any] = {
 
 
 def get(name: str) -> Any:
-    """Return settings.WORKFLOW_<name>, or its default."""
-    return getattr(settings, f"WORKFLOW_{name}", DEFAULTS[name])
+    """Return the setting WORKFLOW_<name>."""
+    key = f"WORKFLOW_{name}"
+    if hasattr(settings, key):
+        return getattr(settings, key)
+    default = DEFAULTS[name]
+    raw = os.environ.get(key)
+    if raw is None:
+        return default
+    if isinstance(default, list):
+        return [item.strip() for item in raw.split(",") if item.strip()]
+    try:
+        return type(default)(raw)
+    except ValueError:
+        raise WorkflowConfigError(
+            f"environment variable {key}={raw!r} is not a {type(default).__name__}; "
+            f"set it like {key}={default!r}") from None
