@@ -41,6 +41,7 @@ def test_the_seed_example_with_only_its_import_changed_runs_to_complete(transact
     finally:
         script.send_signal(signal.SIGINT)  # Ctrl+C
         script.wait(timeout=60)
+    assert script.returncode == 0, "Ctrl+C should stop workflow.execute() cleanly"
     assert incident.status == IncidentStatus.COMPLETE
     output = log.read_text()
     assert "Hello from A" in output and "Hello from B" in output
