@@ -45,7 +45,7 @@ def broker() -> Iterator[None]:
 
 
 @pytest.fixture
-def incident_id(db: None) -> str:
+def incident_id(transactional_db: None) -> str:
     return workflow.CreateIncident(name="test incident", kind="TEST")
 
 

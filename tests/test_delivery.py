@@ -94,7 +94,7 @@ def test_messages_for_an_ended_incident_are_logged_not_processed(incident_id):
              {"IncidentID": "00000000-0000-0000-0000-000000000000",
               "MessageID": "00000000-0000-0000-0000-000000000001"}],
 )
-def test_a_foreign_or_broken_message_is_rejected_without_raising(db, body):
+def test_a_foreign_or_broken_message_is_rejected_without_raising(transactional_db, body):
     assert dispatch.deliver("probe_chain", body).result is Result.REJECTED
 
 
@@ -124,3 +124,21 @@ def test_run_until_idle_runs_a_whole_workflow(incident_id):
     sent(incident_id, "A_queue")
     assert run_until_idle() == 3  # A, B, cleanup
     assert Incident.objects.get(pk=incident_id).status == IncidentStatus.COMPLETE
+
+
+def test_a_message_arriving_on_another_queue_than_it_was_sent_to_is_rejected(incident_id):
+    message = sent(incident_id, "probe_chain", left=1)
+    assert dispatch.deliver("probe_count", message).result is Result.REJECTED
+    assert MessageLog.objects.get(pk=message["MessageID"]).status == MessageStatus.SENT
+
+
+def test_a_delivery_retried_after_a_database_outage_takes_its_claim_back(incident_id):
+    from wfproject.celery import app
+
+    message = sent(incident_id, "probe_chain", left=1)
+    # The first try claimed the message, then lost the database before committing.
+    MessageLog.objects.filter(pk=message["MessageID"]).update(
+        status=MessageStatus.PROCESSING, attempts=1)
+    task = app.tasks["workflow.probe_chain"]
+    assert task.run(message, retake=True) == "COMPLETE"
+    assert MessageLog.objects.get(pk=message["MessageID"]).status == MessageStatus.COMPLETE

@@ -118,3 +118,22 @@ def test_atomic_works_above_and_below_handler():
 
     assert registry.spec_of(above).atomic and registry.spec_of(below).atomic
     assert not registry.spec_of(forwarder).atomic
+
+
+def test_a_handler_called_from_a_handler_is_part_of_its_run(incident_id):
+    @workflow.handler
+    def outer(message):
+        forwarder(message)  # its sends join this run
+        raise RuntimeError("outer fails")
+
+    with pytest.raises(RuntimeError, match="outer fails"):
+        outer({"IncidentID": incident_id})
+    assert queued_count("A_queue") == 0
+    assert workflow.Persist.Get(incident_id, ignoreOriginator=True) == []
+
+
+def test_a_failing_direct_call_leaves_the_incident_alone(incident_id):
+    with pytest.raises(RuntimeError):
+        forwarder({"IncidentID": incident_id, "fail": True})
+    assert Incident.objects.get(pk=incident_id).status == IncidentStatus.PENDING
+    assert not MessageLog.objects.exists()

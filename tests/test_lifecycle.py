@@ -17,7 +17,7 @@ from incidents.testing import queued_count, run_until_idle
 pytestmark = pytest.mark.usefixtures("broker")
 
 
-def test_create_incident_returns_a_uuid_of_a_pending_incident(db):
+def test_create_incident_returns_a_uuid_of_a_pending_incident(transactional_db):
     incident_id = workflow.CreateIncident(name="Ridge fire", kind="WILDFIRE",
                                           incident_date="2026-08-01T14:00:00+00:00",
                                           parameters={"bbox": [1, 2, 3, 4]})
@@ -37,10 +37,11 @@ def test_create_incident_returns_a_uuid_of_a_pending_incident(db):
         ({"name": "n", "kind": "K", "parameters": [1]}, MessageTypeError, "must be a dict"),
         ({"name": "n", "kind": "K", "parameters": {"d": dt.date.today()}}, MessageError,
          r"parameters\['d'\] is a date"),
-        ({"name": "n" * 201, "kind": "K"}, MessageError, "longer than the limit"),
+        ({"name": "n" * 201, "kind": "K"}, MessageError, "over the limit of 200"),
+        ({"name": "a\x00b", "kind": "K"}, MessageError, "NUL character"),
     ],
 )
-def test_bad_create_incident_arguments_are_refused_and_nothing_is_stored(db, kwargs, error, says):
+def test_bad_create_incident_arguments_are_refused_and_nothing_is_stored(transactional_db, kwargs, error, says):
     with pytest.raises(error, match=says):
         workflow.CreateIncident(**kwargs)
     assert not Incident.objects.exists()
@@ -52,7 +53,7 @@ def test_set_incident_active_moves_pending_to_active_once(incident_id):
     assert Incident.objects.get(pk=incident_id).status == IncidentStatus.ACTIVE
 
 
-def test_set_incident_active_refuses_an_unknown_incident(db):
+def test_set_incident_active_refuses_an_unknown_incident(transactional_db):
     with pytest.raises(UnknownIncident):
         workflow.setIncidentActive(str(uuid.uuid4()))
 
@@ -151,3 +152,22 @@ def test_forced_cleanup_does_not_wait(incident_id):
     cleanup = MessageLog.objects.get(destination=CLEANUP_QUEUE)
     assert dispatch.deliver(CLEANUP_QUEUE, cleanup.body).result is Result.COMPLETE
     assert Incident.objects.get(pk=incident_id).cleaned_at is not None
+
+
+def test_force_on_an_ended_incident_cleans_up_without_changing_its_status(incident_id):
+    workflow.Cancel(incident_id, reason="first")
+    workflow.FlushMessages()
+    workflow.Complete(incident_id, force=True)
+    workflow.FlushMessages()
+    incident = Incident.objects.get(pk=incident_id)
+    assert (incident.status, incident.comment) == (IncidentStatus.CANCELLED, "first")
+    assert MessageLog.objects.filter(destination=CLEANUP_QUEUE).count() == 2
+
+
+def test_cleanup_of_a_live_incident_is_refused(incident_id):
+    workflow.Complete(incident_id)
+    workflow.FlushMessages()
+    cleanup = MessageLog.objects.get(destination=CLEANUP_QUEUE)
+    Incident.objects.filter(pk=incident_id).update(status=IncidentStatus.ACTIVE)
+    assert dispatch.deliver(CLEANUP_QUEUE, cleanup.body).result is Result.NOT_PROCESSED
+    assert Incident.objects.get(pk=incident_id).cleaned_at is None

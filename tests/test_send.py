@@ -69,7 +69,7 @@ def test_the_logged_body_is_the_message_as_sent(incident_id):
         ({"IncidentID": 42}, MessageTypeError, "pass the string returned by CreateIncident"),
     ],
 )
-def test_malformed_messages_are_refused_clearly(db, message, error, says):
+def test_malformed_messages_are_refused_clearly(transactional_db, message, error, says):
     with pytest.raises(error, match=says):
         workflow.send(message=message, queue="A_queue")
     assert isinstance(error("x"), WorkflowError)
@@ -77,7 +77,7 @@ def test_malformed_messages_are_refused_clearly(db, message, error, says):
     assert nothing_stored_or_sent()
 
 
-def test_an_unknown_incident_is_refused(db):
+def test_an_unknown_incident_is_refused(transactional_db):
     with pytest.raises(UnknownIncident, match="no incident has IncidentID"):
         workflow.send(message={"IncidentID": str(uuid.uuid4())}, queue="A_queue")
     workflow.FlushMessages()
@@ -129,3 +129,39 @@ def test_a_message_to_an_ended_incident_is_dropped_with_a_warning(incident_id, c
     assert "is CANCELLED; message to A_queue dropped" in caplog.text
     workflow.FlushMessages()
     assert not MessageLog.objects.filter(destination="A_queue").exists()
+
+
+def test_nul_characters_are_refused_before_the_database_sees_them(incident_id):
+    with pytest.raises(MessageError, match=r"message\['s'\] contains a NUL character"):
+        workflow.send(message={"IncidentID": incident_id, "s": "a\x00"}, queue="A_queue")
+    with pytest.raises(MessageError, match="NUL"):
+        workflow.send(message={"IncidentID": incident_id, "k\x00": 1}, queue="A_queue")
+    with pytest.raises(MessageError, match="dest_tag contains a NUL"):
+        workflow.send(message={"IncidentID": incident_id}, queue="A_queue", dest_tag="\x00")
+    with pytest.raises(MessageError, match="reason contains a NUL"):
+        workflow.Cancel(incident_id, reason="\x00")
+    with pytest.raises(MessageError, match=r"data\[0\] contains a NUL"):
+        workflow.Persist.Put(incident_id, ["\x00"])
+    workflow.FlushMessages()
+    assert nothing_stored_or_sent()
+
+
+def test_messages_flushed_inside_a_transaction_go_out_when_it_commits(incident_id):
+    from django.db import transaction
+
+    with transaction.atomic():
+        workflow.send(message={"IncidentID": incident_id}, queue="A_queue")
+        workflow.FlushMessages()
+        assert queued_count("A_queue") == 0  # a worker could not see its log row yet
+    assert queued_count("A_queue") == 1
+    assert MessageLog.objects.get().status == MessageStatus.SENT
+
+
+def test_nothing_is_published_when_the_surrounding_transaction_rolls_back(incident_id):
+    from django.db import transaction
+
+    with pytest.raises(RuntimeError), transaction.atomic():
+        workflow.send(message={"IncidentID": incident_id}, queue="A_queue")
+        workflow.FlushMessages()
+        raise RuntimeError("caller fails after flushing")
+    assert nothing_stored_or_sent()

@@ -11,7 +11,12 @@ from typing import Any
 
 from incidents.models import IncidentStatus
 
-CONSUMER = f"{socket.gethostname()}:{os.getpid()}"
+HOST = socket.gethostname()
+
+
+def consumer() -> str:
+    """host:pid of this process (computed on use: pool processes are forked)."""
+    return f"{HOST}:{os.getpid()}"
 
 
 @dataclass
@@ -87,4 +92,4 @@ def staging() -> Staging:
 
 
 def process_lock_owner() -> str:
-    return f"{CONSUMER}:{threading.get_ident()}"
+    return f"{consumer()}:{threading.get_ident()}"

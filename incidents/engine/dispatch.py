@@ -9,7 +9,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
 from incidents.engine import cleanup, context, lifecycle, locks, outbox
@@ -58,8 +58,11 @@ def deliver(queue: str, message: Any, *, redelivered: bool = False, retries: int
         return Outcome(Result.REJECTED, exc)
     spec = handler_for(queue)
     row = MessageLog.objects.select_related("incident").filter(pk=message_id).first()
-    if spec is None or row is None or str(row.incident_id) != incident_id:
-        why = "no handler is registered here" if spec is None else "it is not in the message log"
+    if spec is None or row is None or str(row.incident_id) != incident_id \
+            or row.destination != queue:
+        why = ("no handler is registered here" if spec is None
+               else "it is not in the message log" if row is None
+               else f"the log has it for incident {row.incident_id} on queue {row.destination}")
         logger.error("queue %s: rejected message %s of incident %s: %s",
                      queue, message_id, incident_id, why)
         return Outcome(Result.REJECTED)
@@ -72,7 +75,8 @@ def deliver(queue: str, message: Any, *, redelivered: bool = False, retries: int
                     queue, message_id, row.consumer)
         return Outcome(Result.DUPLICATE)
     incident = row.incident
-    if incident.status not in LIVE_INCIDENT_STATUSES and not spec.internal:
+    if (incident.status in LIVE_INCIDENT_STATUSES) == spec.internal:
+        # Handlers serve live incidents; the internal cleanup serves ended ones only.
         _finish_unprocessed(row, f"incident {incident_id} is {incident.status}")
         return Outcome(Result.NOT_PROCESSED)
     if spec.internal and cleanup.must_wait(message):
@@ -81,7 +85,8 @@ def deliver(queue: str, message: Any, *, redelivered: bool = False, retries: int
 
     run = HandlerRun(originator=spec.name, message_id=message_id, incident_id=incident_id,
                      attempt=row.attempts + 1)
-    run.lock_owner = f"{message_id}:{run.attempt}"
+    # Unique per delivery: two copies of one message must not share (and free) a lock.
+    run.lock_owner = f"{message_id}:{uuid.uuid4().hex}"
     atomic_label = f"_atomic:{spec.name}"
     if spec.atomic:
         if not locks.take(atomic_label, incident_id, run.lock_owner):
@@ -101,7 +106,11 @@ def deliver(queue: str, message: Any, *, redelivered: bool = False, retries: int
 
 
 def run_directly(spec: HandlerSpec, message: dict[str, Any]) -> None:
-    """Run a handler called as a plain function: same context and commit, no log row."""
+    """Run a handler called as a plain function: same context and commit, no log row.
+    Called from inside another handler, it is part of that handler's run."""
+    if context.current_run.get() is not None:
+        spec.func(message)
+        return
     incident_id = message.get("IncidentID") if isinstance(message, dict) else None
     run = HandlerRun(originator=spec.name, incident_id=str(incident_id) if incident_id else None)
     try:
@@ -131,7 +140,7 @@ def _claim(row: MessageLog, attempt: int) -> bool:
     return bool(MessageLog.objects.filter(pk=row.pk, attempts=attempt - 1,
                                           status__in=DELIVERABLE).update(
         status=MessageStatus.PROCESSING, attempts=attempt, received=row.received,
-        consumer=context.CONSUMER))
+        consumer=context.consumer()))
 
 
 def _run_and_commit(spec: HandlerSpec, run: HandlerRun, message: Any) -> Outcome:
@@ -145,17 +154,29 @@ def _run_and_commit(spec: HandlerSpec, run: HandlerRun, message: Any) -> Outcome
     finally:
         context.current_run.reset(token)
     duration = time.monotonic() - started
+    if error is not None and run.message_id is None:
+        return Outcome(Result.ERROR, error)  # a direct call: nothing to record, nothing kept
     try:
-        with transaction.atomic():
-            if error is None:
-                to_publish = _commit_success(run, duration)
-            else:
-                to_publish = _commit_failure(spec, run, error, duration)
+        try:
+            with transaction.atomic():
+                if error is None:
+                    to_publish = _commit_success(run, duration)
+                else:
+                    to_publish = _commit_failure(spec, run, error, duration)
+        except (OperationalError, InterfaceError):
+            raise  # the database is unavailable: the delivery is retried as a whole
+        except DatabaseError as refused:
+            if error is not None:
+                raise
+            # The database refused the effects (e.g. a value PostgreSQL cannot store).
+            error = refused
+            with transaction.atomic():
+                to_publish = _commit_failure(spec, run, refused, duration)
     except _Superseded:
         logger.warning("incident %s: message %s was claimed by another delivery; "
                        "this run's effects are dropped", run.incident_id, run.message_id)
         return Outcome(Result.DUPLICATE)
-    outbox.publish(to_publish)
+    outbox.publish_on_commit(to_publish)
     if error is not None:
         logger.error("incident %s: handler %s failed on message %s: %r", run.incident_id,
                      spec.name, run.message_id, error, exc_info=error)
@@ -189,11 +210,12 @@ def _commit_success(run: HandlerRun, duration: float) -> list[MessageLog]:
 
 def _commit_failure(spec: HandlerSpec, run: HandlerRun, error: Exception,
                     duration: float) -> list[MessageLog]:
-    trace = "".join(traceback.format_exception(error))
+    trace = "".join(traceback.format_exception(error)).replace("\x00", "\\x00")
     _finish_row(run, MessageStatus.ERROR, duration, comment=trace[-20_000:])
     if run.incident_id is None or spec.internal:
         return []
-    reason = f"handler {spec.name} failed on message {run.message_id}: {error!r}"
+    reason = f"handler {spec.name} failed on message {run.message_id}: {error!r}".replace(
+        "\x00", "\\x00")
     cleanup_message = lifecycle.apply_ending(
         StagedEnding(run.incident_id, IncidentStatus.ERROR, reason), originator=run.originator)
     rows = outbox.log_rows([cleanup_message]) if cleanup_message else []

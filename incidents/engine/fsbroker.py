@@ -107,7 +107,9 @@ class Channel(filesystem.Channel):
             host, pid, _, name = ([*held.split("~", 3), "", "", "", ""])[:4]
             if host != HOST or not pid.isdigit() or _alive(int(pid)):
                 continue
-            claimed = os.path.join(self.processed_folder, f".recovering-{uuid.uuid4().hex}")
+            # Claimed under our own holder name, so it is recovered again if we die too.
+            claimed = os.path.join(self.processed_folder,
+                                   f"{HOST}~{os.getpid()}~{uuid.uuid4().hex}~{name}")
             try:
                 os.rename(os.path.join(self.processed_folder, held), claimed)
             except FileNotFoundError:

@@ -12,27 +12,17 @@ from django.utils import timezone
 from incidents.engine import context, incidents_db
 from incidents.engine.context import StagedEnding, StagedMessage
 from incidents.engine.registry import CLEANUP_QUEUE
-from incidents.engine.validation import check_incident_id, to_json
+from incidents.engine.validation import check_incident_id, check_text, to_json
 from incidents.exceptions import MessageError, MessageTypeError
-from incidents.models import (
-    ENDED_INCIDENT_STATUSES,
-    LIVE_INCIDENT_STATUSES,
-    Incident,
-    IncidentStatus,
-)
+from incidents.models import ENDED_INCIDENT_STATUSES, LIVE_INCIDENT_STATUSES, Incident, IncidentStatus
 
 logger = logging.getLogger(__name__)
 
 
 def create_incident(name: Any, kind: Any, incident_date: Any = None,
                     parameters: Any = None) -> str:
-    for label, value in (("name", name), ("kind", kind)):
-        if not isinstance(value, str) or not value.strip():
-            raise MessageTypeError(
-                f"CreateIncident(): {label} {value!r} must be a non-empty string")
-        if len(value) > (200 if label == "name" else 100):
-            raise MessageError(f"CreateIncident(): {label} is longer than the limit of "
-                               f"{200 if label == 'name' else 100} characters; shorten it")
+    check_text(name, where="CreateIncident()", name="name", max_length=200, empty_ok=False)
+    check_text(kind, where="CreateIncident()", name="kind", max_length=100, empty_ok=False)
     if incident_date is None:
         incident_date = timezone.now()
     elif isinstance(incident_date, str):
@@ -75,8 +65,7 @@ def stage_ending(incident_id: Any, status: Any, reason: Any, *, where: str,
     if status not in ENDED_INCIDENT_STATUSES:
         raise MessageError(f"{where}: status {status!r} is not an end state; use one of "
                            f"{', '.join(s.value for s in ENDED_INCIDENT_STATUSES)}")
-    if not isinstance(reason, str):
-        raise MessageTypeError(f"{where}: reason {reason!r} must be a string")
+    check_text(reason, where=where, name="reason", max_length=10_000)
     for flag, value in flags.items():
         if not isinstance(value, bool):
             raise MessageTypeError(f"{where}: {flag}={value!r} must be True or False")
@@ -94,16 +83,19 @@ def stage_ending(incident_id: Any, status: Any, reason: Any, *, where: str,
 
 
 def apply_ending(ending: StagedEnding, *, originator: str) -> StagedMessage | None:
-    """Set the incident's end status; return its cleanup message, or None if it had ended."""
-    live = LIVE_INCIDENT_STATUSES if not ending.force else (
-        *LIVE_INCIDENT_STATUSES, *ENDED_INCIDENT_STATUSES)
-    changed = Incident.objects.filter(pk=ending.incident_id, status__in=live).update(
-        status=ending.status, completed_at=timezone.now(), comment=ending.reason[:10_000])
+    """Set the incident's end status; return its cleanup message. An incident that has ended
+    keeps its status; with force=True it still gets a cleanup that does not wait."""
+    changed = Incident.objects.filter(pk=ending.incident_id, status__in=LIVE_INCIDENT_STATUSES
+                                      ).update(status=ending.status, completed_at=timezone.now(),
+                                               comment=ending.reason)
     if not changed:
-        logger.info("incident %s already ended; %s ignored", ending.incident_id, ending.status)
-        return None
-    logger.info("incident %s is %s%s", ending.incident_id, ending.status,
-                f": {ending.reason}" if ending.reason else "")
+        logger.info("incident %s already ended; %s ignored%s", ending.incident_id,
+                    ending.status, ", cleaning up at once" if ending.force else "")
+        if not ending.force:
+            return None
+    else:
+            logger.info("incident %s is %s%s", ending.incident_id, ending.status,
+                    f": {ending.reason}" if ending.reason else "")
     message_id = str(uuid.uuid4())
     body = {
         "IncidentID": ending.incident_id, "MessageID": message_id, "originator": originator,

@@ -75,12 +75,19 @@ def publish(rows: Sequence[MessageLog]) -> int:
     return len(sent)
 
 
+def publish_on_commit(rows: Sequence[MessageLog]) -> None:
+    """Publish the rows once the transaction that holds them commits (at once if none is
+    open), so a message never reaches a worker before its log row does."""
+    if rows:
+        transaction.on_commit(lambda: publish(rows))
+
+
 def commit_and_publish(staged: Sequence[StagedMessage]) -> list[MessageLog]:
-    """Commit staged messages in their own transaction, then publish them."""
+    """Commit staged messages (in the caller's transaction, if any), then publish them."""
     rows = log_rows(staged)
     with transaction.atomic():
         insert(rows)
-    publish(rows)
+    publish_on_commit(rows)
     return rows
 
 

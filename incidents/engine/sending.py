@@ -9,7 +9,7 @@ from typing import Any
 from incidents import conf
 from incidents.engine import context, incidents_db, outbox
 from incidents.engine.context import StagedMessage
-from incidents.engine.validation import check_incident_id, check_queue_name, to_json
+from incidents.engine.validation import check_incident_id, check_queue_name, check_text, to_json
 from incidents.exceptions import MessageError, MessageTypeError
 from incidents.models import LIVE_INCIDENT_STATUSES
 
@@ -24,9 +24,7 @@ def send(message: Any, queue: Any, src_tag: Any = "", dest_tag: Any = "") -> str
                                "send a dict with an 'IncidentID' key")
     check_queue_name(queue)
     for name, tag in (("src_tag", src_tag), ("dest_tag", dest_tag)):
-        if not isinstance(tag, str) or len(tag) > 200:
-            raise MessageTypeError(f"send(): {name} {tag!r:.80} must be a string of at most "
-                                   "200 characters")
+        check_text(tag, where="send()", name=name, max_length=200)
     if "IncidentID" not in message:
         raise MessageError("send(): message has no 'IncidentID' key; add the id returned by "
                            "CreateIncident()", queue=queue)

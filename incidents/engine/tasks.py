@@ -4,12 +4,22 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from celery.exceptions import Reject
 from django.db import InterfaceError, OperationalError
 
 from incidents.engine import dispatch, locks, outbox
 from incidents.exceptions import Deferred
 
 logger = logging.getLogger(__name__)
+
+
+def _retry_later(task: Any, countdown: float, **kwargs: Any) -> Exception:
+    """Send the message back to its queue to be handled after `countdown` seconds."""
+    try:
+        return task.retry(countdown=countdown, max_retries=None, **kwargs)  # raises Retry
+    except Reject as failed:
+        # Celery could not publish the retry and would drop the message: requeue it instead.
+        return Reject(str(failed), requeue=True)
 
 
 def bind_queue(queue: str) -> None:
@@ -20,19 +30,21 @@ def bind_queue(queue: str) -> None:
     if name in app.tasks:
         return
 
-    def deliver(self: Any, message: Any) -> str:
+    def deliver(self: Any, message: Any, retake: bool = False) -> str:
         delivery = self.request.delivery_info or {}
         try:
-            outcome = dispatch.deliver(queue, message, redelivered=bool(delivery.get("redelivered")),
-                                       retries=self.request.retries)
+            outcome = dispatch.deliver(
+                queue, message, retries=self.request.retries,
+                redelivered=retake or bool(delivery.get("redelivered")))
         except Deferred as wait:
-            raise self.retry(countdown=wait.delay, max_retries=None) from None
+            raise _retry_later(self, wait.delay) from None
         except (OperationalError, InterfaceError) as exc:
-            # The database is restarting or out of reach: nothing was committed; try later.
+            # The database is restarting or out of reach; the handler's effects were not
+            # committed. The message may already be claimed, so the retry takes it over.
             logger.warning("queue %s: database unavailable (%s); message %s retried",
                            queue, exc, self.request.id)
-            raise self.retry(countdown=locks.retry_delay(self.request.retries + 4),
-                             max_retries=None) from exc
+            raise _retry_later(self, locks.retry_delay(self.request.retries + 4),
+                               kwargs={"retake": True}) from exc
         return outcome.result.value
 
     deliver.__name__ = deliver.__qualname__ = f"deliver_{queue}"

@@ -9,6 +9,7 @@ from typing import Any
 
 from incidents.exceptions import MessageError, MessageTypeError, QueueNameError
 
+NUL_FAULT = "contains a NUL character (\\x00), which the database cannot store; remove it"
 _QUEUE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,199}$")
 
 
@@ -49,7 +50,9 @@ def check_incident_id(incident_id: Any, *, where: str) -> str:
 
 def _json_fault(value: Any, path: str) -> str | None:
     """Describe the first part of `value` that would not survive a JSON round trip."""
-    if value is None or isinstance(value, (bool, int, str)):
+    if isinstance(value, str):
+        return None if "\x00" not in value else f"{path} {NUL_FAULT}"
+    if value is None or isinstance(value, (bool, int)):
         return None
     if isinstance(value, float):
         return None if math.isfinite(value) else f"{path} is {value!r}, which JSON cannot hold"
@@ -58,6 +61,8 @@ def _json_fault(value: Any, path: str) -> str | None:
             if not isinstance(key, str):
                 return (f"{path} has the key {key!r} ({type(key).__name__}); "
                         "JSON object keys must be strings")
+            if "\x00" in key:
+                return f"{path} has a key that {NUL_FAULT}"
             fault = _json_fault(item, f"{path}[{key!r}]")
             if fault:
                 return fault
@@ -81,3 +86,18 @@ def to_json(value: Any, *, where: str, name: str) -> str:
     if fault:
         raise MessageError(f"{where}: {fault}")
     return json.dumps(value, separators=(",", ":"), allow_nan=False)
+
+
+def check_text(value: Any, *, where: str, name: str, max_length: int,
+               empty_ok: bool = True) -> str:
+    """Return `value` if it is a string the database can store, else raise a clear error."""
+    if not isinstance(value, str):
+        raise MessageTypeError(f"{where}: {name} {value!r:.80} must be a string")
+    if not value.strip() and not empty_ok:
+        raise MessageTypeError(f"{where}: {name} {value!r} must be a non-empty string")
+    if len(value) > max_length:
+        raise MessageError(f"{where}: {name} is {len(value)} characters, over the limit of "
+                           f"{max_length}; shorten it")
+    if "\x00" in value:
+        raise MessageError(f"{where}: {name} {NUL_FAULT}")
+    return value
