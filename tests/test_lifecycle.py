@@ -41,7 +41,9 @@ def test_create_incident_returns_a_uuid_of_a_pending_incident(transactional_db):
         ({"name": "a\x00b", "kind": "K"}, MessageError, "NUL character"),
     ],
 )
-def test_bad_create_incident_arguments_are_refused_and_nothing_is_stored(transactional_db, kwargs, error, says):
+def test_bad_create_incident_arguments_are_refused_and_nothing_is_stored(
+    transactional_db, kwargs, error, says
+):
     with pytest.raises(error, match=says):
         workflow.CreateIncident(**kwargs)
     assert not Incident.objects.exists()

@@ -165,3 +165,10 @@ def test_nothing_is_published_when_the_surrounding_transaction_rolls_back(incide
         workflow.FlushMessages()
         raise RuntimeError("caller fails after flushing")
     assert nothing_stored_or_sent()
+
+
+def test_text_that_is_not_valid_unicode_is_refused(incident_id):
+    with pytest.raises(MessageError, match=r"message\['s'\] contains a lone surrogate"):
+        workflow.send(message={"IncidentID": incident_id, "s": "\ud800"}, queue="A_queue")
+    workflow.FlushMessages()
+    assert nothing_stored_or_sent()

@@ -48,10 +48,22 @@ def check_incident_id(incident_id: Any, *, where: str) -> str:
         ) from None
 
 
+def _text_fault(text: str, subject: str) -> str | None:
+    """Text the database or the wire cannot carry: NUL, or a lone surrogate (not UTF-8)."""
+    if "\x00" in text:
+        return f"{subject} {NUL_FAULT}"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return (f"{subject} contains a lone surrogate ({text!r:.40}), which is not valid "
+                "Unicode; decode the source text properly")
+    return None
+
+
 def _json_fault(value: Any, path: str) -> str | None:
     """Describe the first part of `value` that would not survive a JSON round trip."""
     if isinstance(value, str):
-        return None if "\x00" not in value else f"{path} {NUL_FAULT}"
+        return _text_fault(value, path)
     if value is None or isinstance(value, (bool, int)):
         return None
     if isinstance(value, float):
@@ -61,8 +73,9 @@ def _json_fault(value: Any, path: str) -> str | None:
             if not isinstance(key, str):
                 return (f"{path} has the key {key!r} ({type(key).__name__}); "
                         "JSON object keys must be strings")
-            if "\x00" in key:
-                return f"{path} has a key that {NUL_FAULT}"
+            fault = _text_fault(key, f"{path} has a key that")
+            if fault:
+                return fault
             fault = _json_fault(item, f"{path}[{key!r}]")
             if fault:
                 return fault
@@ -98,6 +111,7 @@ def check_text(value: Any, *, where: str, name: str, max_length: int,
     if len(value) > max_length:
         raise MessageError(f"{where}: {name} is {len(value)} characters, over the limit of "
                            f"{max_length}; shorten it")
-    if "\x00" in value:
-        raise MessageError(f"{where}: {name} {NUL_FAULT}")
+    fault = _text_fault(value, name)
+    if fault:
+        raise MessageError(f"{where}: {fault}")
     return value
