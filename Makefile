@@ -5,7 +5,7 @@ WORKFLOW ?= quicksort
 SIZE ?= 1000
 STACK_ENV = eval "$$($(PY) -m tests.stack env)"
 
-.PHONY: install demo test lint test-embedded test-services services clean
+.PHONY: install demo serve test lint test-embedded test-services services clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -19,6 +19,19 @@ install: $(VENV)/.installed
 demo: install
 	$(PY) manage.py migrate --noinput -v0
 	$(PY) manage.py run_demo --workflow $(WORKFLOW) --size $(SIZE)
+
+## The admin at http://127.0.0.1:8000/admin/ with two workers, on the embedded default.
+## A superuser is created from DJANGO_SUPERUSER_USERNAME / DJANGO_SUPERUSER_PASSWORD if set.
+serve: install
+	$(PY) manage.py migrate --noinput -v0
+	@if [ -n "$$DJANGO_SUPERUSER_USERNAME" ] && [ -n "$$DJANGO_SUPERUSER_PASSWORD" ]; then \
+	  $(PY) manage.py createsuperuser --noinput --email "$${DJANGO_SUPERUSER_EMAIL:-admin@localhost}" \
+	    >/dev/null 2>&1 && echo "created superuser $$DJANGO_SUPERUSER_USERNAME" || true; \
+	else \
+	  echo "No superuser from the environment: set DJANGO_SUPERUSER_USERNAME and"; \
+	  echo "DJANGO_SUPERUSER_PASSWORD, or run: $(PY) manage.py createsuperuser"; \
+	fi
+	$(PY) manage.py serve
 
 ## The whole suite: lint, types, the embedded pass, then the RabbitMQ + PostgreSQL pass.
 test: lint test-embedded test-services

@@ -28,7 +28,13 @@ DEFAULTS: dict[str, Any] = {
     "RETRY_MAX_SECONDS": 2.0,
     # Worker threads started by workflow.execute().
     "EXECUTE_CONCURRENCY": 2,
+    # Above this many nodes, an incident's graph collapses tagged nodes into one per handler.
+    "GRAPH_MAX_NODES": 200,
+    # Keep each handler task's Celery result (django-celery-results), linked from the log.
+    "STORE_TASK_RESULTS": True,
 }
+
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
 def get(name: str) -> Any:
@@ -43,6 +49,10 @@ def get(name: str) -> Any:
     if isinstance(default, list):
         return [item.strip() for item in raw.split(",") if item.strip()]
     try:
+        if isinstance(default, bool):
+            if raw.lower() not in _TRUE + _FALSE:
+                raise ValueError(raw)
+            return raw.lower() in _TRUE
         return type(default)(raw)
     except ValueError:
         raise WorkflowConfigError(

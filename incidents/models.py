@@ -56,12 +56,18 @@ class Incident(models.Model):
                                       help_text="When cleanup removed its locks and persisted state.")
     comment = models.TextField(blank=True, default="",
                                help_text="Why the incident ended the way it did.")
+    ended_by = models.CharField(max_length=200, blank=True, default="",
+                                help_text="Who ended it: a handler's name or an operator's.")
     parameters = models.JSONField(default=dict, blank=True,
                                   help_text="JSON parameters given when the incident was declared.")
 
     class Meta:
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["status", "kind"], name="incident_status_kind")]
+        permissions = [
+            ("cancel_incident", "Can cancel incidents"),
+            ("kill_incident", "Can kill incidents"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.kind}, {self.status})"

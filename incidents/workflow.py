@@ -29,7 +29,8 @@ from incidents.models import IncidentStatus
 
 __all__ = [
     "Cancel", "CheckLock", "CloseConnection", "Complete", "CreateIncident", "FlushMessages",
-    "GetLock", "OpenConnection", "Persist", "RegisterHandler", "ReleaseLock", "SetLoggingLevel",
+    "GetLock", "OpenConnection", "Persist", "RegisterHandler", "RegisterKind", "ReleaseLock",
+    "SetLoggingLevel",
     "WorkflowError", "atomic", "execute", "handler", "send", "setIncidentActive",
 ]
 
@@ -60,6 +61,16 @@ def atomic(func: Handler) -> Handler:
 def RegisterHandler(handler: Handler, queue: str) -> None:
     """Bind a handler to a named queue: RegisterHandler(handler=A_handler, queue="A_queue")."""
     registry.register(handler, queue)
+
+
+def RegisterKind(kind: str, queue: str, description: str = "") -> None:
+    """Declare that incidents of `kind` start with a message to `queue`, so operators can
+    start one by kind alone (admin, `manage.py create_incident --kind`). The first message
+    is {"IncidentID": ..., "parameters": <the incident's parameters>}.
+
+        workflow.RegisterKind("QUICKSORT", queue="quicksort_start")
+    """
+    registry.register_kind(kind, queue, description)
 
 
 def send(message: Any = None, queue: Any = None, src_tag: str = "", dest_tag: str = "") -> str | None:

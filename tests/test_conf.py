@@ -31,3 +31,15 @@ def test_production_mode_refuses_the_default_secret_key():
                             text=True, timeout=120)
     assert result.returncode != 0
     assert "DJANGO_DEBUG is off but DJANGO_SECRET_KEY is not set" in result.stderr
+
+
+@pytest.mark.parametrize(("raw", "value"), [("0", False), ("no", False), ("1", True), ("True", True)])
+def test_boolean_settings_read_yes_and_no(monkeypatch, raw, value):
+    monkeypatch.setenv("WORKFLOW_STORE_TASK_RESULTS", raw)
+    assert conf.get("STORE_TASK_RESULTS") is value
+
+
+def test_a_boolean_setting_that_is_neither_is_refused(monkeypatch):
+    monkeypatch.setenv("WORKFLOW_STORE_TASK_RESULTS", "maybe")
+    with pytest.raises(WorkflowConfigError, match="is not a bool"):
+        conf.get("STORE_TASK_RESULTS")

@@ -14,6 +14,24 @@ LEAF_SIZE = 16
 
 
 @workflow.handler
+def start_handler(message):
+    """Start a sort from the incident's parameters: {"numbers": [...]}, or {"size": n,
+    "seed": s} for n random numbers (what the admin's start form gives)."""
+    parameters = message.get("parameters") or {}
+    numbers = parameters.get("numbers")
+    if numbers is None:
+        numbers = random_numbers(int(parameters.get("size", 1000)), parameters.get("seed"))
+    start(message["IncidentID"], numbers)
+
+
+def random_numbers(size, seed=None):
+    import random
+
+    rng = random.Random(seed)
+    return [rng.randint(0, max(1, size // 2)) for _ in range(size)]
+
+
+@workflow.handler
 def split_handler(message):
     node, numbers = message["node"], message["numbers"]
     pivot = sorted((numbers[0], numbers[len(numbers) // 2], numbers[-1]))[1]
@@ -79,6 +97,10 @@ def sorted_result(incident_id):
 
 
 def RegisterHandlers():
+    workflow.RegisterKind(KIND, queue="quicksort_start",
+                          description='Sort numbers: parameters {"size": 1000, "seed": 1} '
+                                      'or {"numbers": [3, 1, 2]}')
+    workflow.RegisterHandler(handler=start_handler, queue="quicksort_start")
     workflow.RegisterHandler(handler=split_handler, queue=ENTRY_QUEUE)
     workflow.RegisterHandler(handler=merge_handler, queue="quicksort_merge")
     workflow.RegisterHandler(handler=done_handler, queue="quicksort_done")
@@ -86,10 +108,7 @@ def RegisterHandlers():
 
 def start_demo(size=1000, seed=None):
     """`make demo`: declare an incident and sort `size` random numbers (duplicates included)."""
-    import random
-
-    rng = random.Random(seed)
-    numbers = [rng.randint(0, size // 2) for _ in range(size)]
+    numbers = random_numbers(size, seed)
     incident_id = workflow.CreateIncident(name=f"quicksort of {size} numbers", kind=KIND,
                                           parameters={"size": size, "seed": seed})
     start(incident_id, numbers)

@@ -15,5 +15,6 @@ def B_handler(message):
 
 
 def RegisterHandlers():
+    workflow.RegisterKind("DUMMY_INCIDENT", queue="A_queue", description="The seed's A -> B example")
     workflow.RegisterHandler(handler=A_handler, queue="A_queue")
     workflow.RegisterHandler(handler=B_handler, queue="B_queue")

@@ -43,6 +43,7 @@ class StagedEnding:
     clean_persist: bool = True
     clean_messages: bool = False
     force: bool = False
+    by: str = ""  # who ended it: a handler's name, or an operator
 
 
 @dataclass

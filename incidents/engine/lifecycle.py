@@ -57,7 +57,7 @@ def set_active(incident_id: Any) -> bool:
                 .update(status=IncidentStatus.ACTIVE, activated_at=timezone.now()))
 
 
-def stage_ending(incident_id: Any, status: Any, reason: Any, *, where: str,
+def stage_ending(incident_id: Any, status: Any, reason: Any, *, where: str, by: str = "",
                  **flags: bool) -> None:
     """Stage the end of an incident; it applies when the handler commits (or right away
     outside a handler, with the cleanup message waiting for FlushMessages())."""
@@ -69,8 +69,9 @@ def stage_ending(incident_id: Any, status: Any, reason: Any, *, where: str,
     for flag, value in flags.items():
         if not isinstance(value, bool):
             raise MessageTypeError(f"{where}: {flag}={value!r} must be True or False")
-    ending = StagedEnding(incident_id, IncidentStatus(status), reason, **flags)
     run = context.current_run.get()
+    ending = StagedEnding(incident_id, IncidentStatus(status), reason,
+                          by=by or (run.originator if run else ""), **flags)
     if run is not None:
         if incident_id != run.incident_id:
             incidents_db.require(incident_id, where=where)
@@ -87,15 +88,16 @@ def apply_ending(ending: StagedEnding, *, originator: str) -> StagedMessage | No
     keeps its status; with force=True it still gets a cleanup that does not wait."""
     changed = Incident.objects.filter(pk=ending.incident_id, status__in=LIVE_INCIDENT_STATUSES
                                       ).update(status=ending.status, completed_at=timezone.now(),
-                                               comment=ending.reason)
-    if not changed:
+                                               comment=ending.reason, ended_by=ending.by[:200])
+    if changed:
+        logger.info("incident %s is %s%s%s", ending.incident_id, ending.status,
+                    f" by {ending.by}" if ending.by else "",
+                    f": {ending.reason}" if ending.reason else "")
+    else:
         logger.info("incident %s already ended; %s ignored%s", ending.incident_id,
                     ending.status, ", cleaning up at once" if ending.force else "")
         if not ending.force:
             return None
-    else:
-            logger.info("incident %s is %s%s", ending.incident_id, ending.status,
-                    f": {ending.reason}" if ending.reason else "")
     message_id = str(uuid.uuid4())
     body = {
         "IncidentID": ending.incident_id, "MessageID": message_id, "originator": originator,

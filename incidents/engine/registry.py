@@ -38,7 +38,17 @@ class HandlerSpec:
         return filename, self.func.__qualname__
 
 
+@dataclass(frozen=True)
+class KindSpec:
+    """A kind of incident that can be started by name: its first message goes to entry_queue."""
+
+    kind: str
+    entry_queue: str
+    description: str = ""
+
+
 _lock = threading.Lock()
+_kinds: dict[str, KindSpec] = {}
 _by_queue: dict[str, HandlerSpec] = {}
 _by_name: dict[str, HandlerSpec] = {}
 load_errors: list[str] = []
@@ -90,8 +100,41 @@ def handler_for(queue: str) -> HandlerSpec | None:
     return _by_queue.get(queue)
 
 
+def only_queue_of(handler_name: str) -> str | None:
+    """The queue a registered handler serves, if it serves exactly one."""
+    spec = _by_name.get(handler_name)
+    return next(iter(spec.queues)) if spec is not None and len(spec.queues) == 1 else None
+
+
 def registered_queues() -> list[str]:
     return sorted(_by_queue)
+
+
+def register_kind(kind: Any, entry_queue: Any, description: Any = "") -> KindSpec:
+    """Declare that incidents of `kind` start with a message to `entry_queue`."""
+    check_queue_name(entry_queue)
+    for name, value, limit in (("kind", kind, 100), ("description", description, 1000)):
+        if not isinstance(value, str) or len(value) > limit or (name == "kind" and not value.strip()):
+            raise HandlerRegistrationError(
+                f"RegisterKind(): {name} {value!r:.80} must be a string of at most {limit} "
+                "characters" + (", not empty" if name == "kind" else ""))
+    spec = KindSpec(kind, entry_queue, description)
+    with _lock:
+        known = _kinds.get(kind)
+        if known is not None and known.entry_queue != entry_queue:
+            raise HandlerRegistrationError(
+                f"RegisterKind(): kind {kind!r} already starts at queue {known.entry_queue!r}; "
+                "a kind has one entry queue", queue=entry_queue)
+        _kinds[kind] = spec
+    return spec
+
+
+def kind(name: str) -> KindSpec | None:
+    return _kinds.get(name)
+
+
+def known_kinds() -> list[KindSpec]:
+    return [_kinds[name] for name in sorted(_kinds)]
 
 
 def register_internal_handlers() -> None:

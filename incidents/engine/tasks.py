@@ -7,6 +7,7 @@ from typing import Any
 from celery.exceptions import Reject
 from django.db import InterfaceError, OperationalError
 
+from incidents import conf
 from incidents.engine import dispatch, locks, outbox
 from incidents.exceptions import Deferred
 
@@ -49,7 +50,8 @@ def bind_queue(queue: str) -> None:
 
     deliver.__name__ = deliver.__qualname__ = f"deliver_{queue}"
     app.task(name=name, bind=True, shared=False, lazy=False, acks_late=True,
-             ignore_result=True, max_retries=None, typing=False)(deliver)
+             ignore_result=not conf.get("STORE_TASK_RESULTS"), max_retries=None,
+             typing=False)(deliver)
     # The same declaration send_task() uses (durable, own direct exchange), added to the
     # queues a worker consumes when started without -Q.
     queues = app.amqp.queues

@@ -1,0 +1,120 @@
+"""What operators do to incidents (admin, management commands): start, cancel, kill."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from incidents.engine import lifecycle, outbox, registry, sending
+from incidents.engine.context import StagedEnding
+from incidents.engine.validation import check_incident_id
+from incidents.exceptions import MessageError, UnknownIncident
+from incidents.models import (
+    IN_FLIGHT_STATUSES,
+    LIVE_INCIDENT_STATUSES,
+    Incident,
+    IncidentStatus,
+    MessageLog,
+    MessageStatus,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def start_incident(*, kind: str, name: str, incident_date: Any = None,
+                   parameters: dict[str, Any] | None = None, queue: str | None = None,
+                   message: dict[str, Any] | None = None) -> str:
+    """Declare an incident and send its first message: to `queue` (with `message`), or to
+    the entry queue its kind registered (with the parameters). Nothing is stored if the
+    first message is refused."""
+    if queue is None:
+        spec = registry.kind(kind)
+        if spec is None:
+            known = ", ".join(k.kind for k in registry.known_kinds()) or "none registered"
+            raise MessageError(f"kind {kind!r} has no entry queue (known kinds: {known}); "
+                               "give a queue and a message, or register the kind with "
+                               "workflow.RegisterKind() in its workflow module")
+        queue = spec.entry_queue
+    if message is not None and not isinstance(message, dict):
+        raise MessageError(f"the first message must be a JSON object, not {message!r:.80}")
+    with transaction.atomic():
+        incident_id = lifecycle.create_incident(name, kind, incident_date, parameters)
+        first: dict[str, Any] = {"parameters": parameters or {}} if message is None else dict(message)
+        first["IncidentID"] = incident_id
+        sending.send(first, queue)
+        sending.flush()
+    return incident_id
+
+
+def _live_or_unknown(incident_id: Any, where: str) -> Incident:
+    incident_id = check_incident_id(incident_id, where=where)
+    incident = Incident.objects.filter(pk=incident_id).first()
+    if incident is None:
+        raise UnknownIncident(f"{where}: no incident has IncidentID {incident_id!r}",
+                              incident_id=incident_id)
+    return incident
+
+
+def cancel_incident(incident_id: Any, *, reason: str = "", by: str = "") -> bool:
+    """Cancel: CANCELLED with a reason; queued messages are not handled; cleanup runs once
+    nothing is in flight. False if the incident had already ended."""
+    incident = _live_or_unknown(incident_id, "cancel")
+    with transaction.atomic():
+        lifecycle.stage_ending(str(incident.pk), IncidentStatus.CANCELLED, reason,
+                               where="cancel", by=by)
+        sending.flush()
+    return incident.status in LIVE_INCIDENT_STATUSES
+
+
+@dataclass
+class KillReport:
+    incident_id: str
+    killed: bool  # False: it had ended already (it was still cleaned up at once)
+    stopped_messages: int
+
+
+def kill_incident(incident_id: Any, *, reason: str = "", by: str = "") -> KillReport:
+    """Kill: KILLED; its messages in flight are logged NOT PROCESSED and revoked (a handler
+    running one is terminated), and cleanup runs at once."""
+    incident = _live_or_unknown(incident_id, "kill")
+    ending = StagedEnding(str(incident.pk), IncidentStatus.KILLED, reason, force=True, by=by)
+    with transaction.atomic():
+        in_flight = list(MessageLog.objects.select_for_update()
+                         .filter(incident_id=incident.pk, status__in=IN_FLIGHT_STATUSES)
+                         .values_list("pk", flat=True))
+        cleanup = lifecycle.apply_ending(ending, originator="")
+        MessageLog.objects.filter(pk__in=in_flight, status__in=IN_FLIGHT_STATUSES).update(
+            status=MessageStatus.NOT_PROCESSED, completed=timezone.now(),
+            comment=f"incident killed{f' by {by}' if by else ''}")
+        rows = outbox.log_rows([cleanup]) if cleanup else []
+        outbox.insert(rows)
+        outbox.publish_on_commit(rows)
+        if in_flight:
+            transaction.on_commit(lambda: _revoke([str(pk) for pk in in_flight]))
+    logger.warning("incident %s killed by %s: %d message(s) stopped", incident.pk, by or "?",
+                   len(in_flight))
+    return KillReport(str(incident.pk), incident.status in LIVE_INCIDENT_STATUSES,
+                      len(in_flight))
+
+
+def _revoke(message_ids: list[str]) -> None:
+    """Ask every worker to drop these messages and terminate handlers running them."""
+    from wfproject.celery import app
+
+    try:
+        app.control.revoke(message_ids, terminate=True, signal="SIGTERM")
+    except Exception:  # the log already says NOT PROCESSED; revoking only saves work
+        logger.warning("could not broadcast revoke of %d message(s)", len(message_ids),
+                       exc_info=True)
+
+
+def kill_live_incidents(*, kind: str | None = None, reason: str = "",
+                        by: str = "") -> list[KillReport]:
+    """The seed's killIncidents: kill every PENDING or ACTIVE incident (of `kind`)."""
+    live = Incident.objects.filter(status__in=LIVE_INCIDENT_STATUSES)
+    if kind:
+        live = live.filter(kind=kind)
+    return [kill_incident(pk, reason=reason, by=by) for pk in live.values_list("pk", flat=True)]

@@ -1,0 +1,166 @@
+"""The operator's console: pages, actions and permissions (Django test client)."""
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import Permission, User
+from django.test import Client
+from django.urls import reverse
+
+from incidents import workflow
+from incidents.models import Incident, IncidentStatus, MessageLog
+
+pytestmark = pytest.mark.usefixtures("broker")
+
+
+def staff(username: str, *codenames: str) -> Client:
+    user = User.objects.create_user(username, password="pw-for-tests-only", is_staff=True)
+    user.user_permissions.set(Permission.objects.filter(codename__in=codenames))
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def viewer(transactional_db) -> Client:
+    return staff("viewer", "view_incident", "view_messagelog")
+
+
+@pytest.fixture
+def canceller(transactional_db) -> Client:
+    return staff("canceller", "view_incident", "cancel_incident")
+
+
+@pytest.fixture
+def operator(transactional_db) -> Client:
+    return staff("operator", "view_incident", "add_incident", "cancel_incident", "kill_incident")
+
+
+def page(incident_id: str) -> str:
+    return reverse("admin:incidents_incident_change", args=[incident_id])
+
+
+def test_anonymous_users_are_sent_to_the_login_page(incident_id):
+    for url in (reverse("admin:incidents_incident_changelist"), page(incident_id),
+                reverse("admin:incidents_incident_kill", args=[incident_id])):
+        response = Client().get(url)
+        assert response.status_code == 302 and "/admin/login/" in response["Location"]
+    response = Client().post(reverse("admin:incidents_incident_kill", args=[incident_id]),
+                             {"confirmed": "yes"})
+    assert response.status_code == 302
+    assert Incident.objects.get(pk=incident_id).status == IncidentStatus.PENDING
+
+
+def test_the_list_shows_status_counts_and_finds_an_incident_by_id(viewer, incident_id):
+    workflow.send(message={"IncidentID": incident_id, "left": 0}, queue="probe_chain")
+    workflow.FlushMessages()
+    other = workflow.CreateIncident(name="other", kind="FLOOD")
+    html = viewer.get(reverse("admin:incidents_incident_changelist")).content.decode()
+    assert "test incident" in html and "other" in html and "wf-status" in html
+    assert "1&nbsp;sent" in html
+    found = viewer.get(reverse("admin:incidents_incident_changelist"), {"q": other}).content.decode()
+    assert "other" in found and "test incident" not in found
+
+
+def test_a_viewer_sees_the_incident_page_without_cancel_or_kill(viewer, incident_id):
+    workflow.send(message={"IncidentID": incident_id, "left": 0}, queue="probe_chain", dest_tag="hop")
+    workflow.FlushMessages()
+    html = viewer.get(page(incident_id)).content.decode()
+    assert "<svg" in html and "hop" in html  # the graph, inline
+    assert "Message log (1, newest first)" in html and "task result" in html
+    assert "wf-cancel" not in html and "wf-kill" not in html
+    changelist = viewer.get(reverse("admin:incidents_incident_changelist")).content.decode()
+    assert "kill_selected" not in changelist and "cancel_selected" not in changelist
+
+
+@pytest.mark.parametrize("verb", ["cancel", "kill"])
+def test_crafted_posts_without_the_permission_are_refused(viewer, incident_id, verb):
+    url = reverse(f"admin:incidents_incident_{verb}", args=[incident_id])
+    assert viewer.post(url, {"confirmed": "yes", "reason": "x"}).status_code == 403
+    viewer.post(reverse("admin:incidents_incident_changelist"),
+                {"action": f"{verb}_selected", "_selected_action": [incident_id],
+                 "confirmed": "yes"})
+    assert Incident.objects.get(pk=incident_id).status == IncidentStatus.PENDING
+
+
+def test_cancel_permission_does_not_give_kill(canceller, incident_id):
+    html = canceller.get(page(incident_id)).content.decode()
+    assert "wf-cancel" in html and "wf-kill" not in html
+    url = reverse("admin:incidents_incident_kill", args=[incident_id])
+    assert canceller.post(url, {"confirmed": "yes"}).status_code == 403
+
+
+def test_cancel_from_the_incident_page_asks_then_records_who_and_why(canceller, incident_id):
+    url = reverse("admin:incidents_incident_cancel", args=[incident_id])
+    confirm = canceller.get(url).content.decode()
+    assert "Yes, cancel" in confirm and "test incident" in confirm
+    assert Incident.objects.get(pk=incident_id).status == IncidentStatus.PENDING
+    response = canceller.post(url, {"confirmed": "yes", "reason": "false alarm"})
+    assert response.status_code == 302 and response["Location"] == page(incident_id)
+    incident = Incident.objects.get(pk=incident_id)
+    assert (incident.status, incident.comment, incident.ended_by) == (
+        IncidentStatus.CANCELLED, "false alarm", "canceller (admin)")
+
+
+def test_kill_action_on_a_selection_confirms_then_kills(operator, incident_id):
+    second = workflow.CreateIncident(name="second", kind="TEST")
+    changelist = reverse("admin:incidents_incident_changelist")
+    selection = {"action": "kill_selected", "_selected_action": [incident_id, second]}
+    confirm = operator.post(changelist, selection).content.decode()
+    assert "Yes, kill" in confirm and "second" in confirm
+    assert Incident.objects.filter(status=IncidentStatus.KILLED).count() == 0
+    operator.post(changelist, {**selection, "confirmed": "yes", "reason": "stop all"})
+    assert set(Incident.objects.values_list("status", flat=True)) == {IncidentStatus.KILLED}
+
+
+def test_csrf_is_enforced(transactional_db, incident_id):
+    user = User.objects.create_superuser("root", password="pw-for-tests-only")
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(user)
+    url = reverse("admin:incidents_incident_cancel", args=[incident_id])
+    assert client.post(url, {"confirmed": "yes"}).status_code == 403
+    assert Incident.objects.get(pk=incident_id).status == IncidentStatus.PENDING
+
+
+def test_start_an_incident_of_a_known_kind(operator):
+    start = reverse("admin:incidents_incident_start")
+    form = operator.get(start).content.decode()
+    assert "QUICKSORT" in form and "DUMMY_INCIDENT" in form
+    response = operator.post(start, {"kind": "QUICKSORT", "name": "from admin",
+                                     "incident_date": "2026-08-01 14:00",
+                                     "parameters": '{"size": 50, "seed": 3}'})
+    incident = Incident.objects.get(name="from admin")
+    assert response["Location"] == page(str(incident.pk))
+    assert incident.parameters == {"size": 50, "seed": 3}
+    assert MessageLog.objects.get(incident=incident).destination == "quicksort_start"
+
+
+@pytest.mark.parametrize(("parameters", "says"), [("{bad", "Not valid JSON"),
+                                                  ("[1]", "Give a JSON object")])
+def test_start_refuses_bad_parameters(operator, parameters, says):
+    html = operator.post(reverse("admin:incidents_incident_start"),
+                         {"kind": "QUICKSORT", "name": "x", "parameters": parameters}).content.decode()
+    assert says in html and not Incident.objects.exists()
+
+
+def test_starting_needs_the_add_permission(viewer):
+    assert viewer.get(reverse("admin:incidents_incident_start")).status_code == 403
+
+
+def test_live_state_and_graph_endpoints(viewer, incident_id):
+    workflow.send(message={"IncidentID": incident_id, "left": 0}, queue="probe_chain")
+    workflow.FlushMessages()
+    state = viewer.get(reverse("admin:incidents_incident_live", args=[incident_id])).json()
+    assert state["status"] == "PENDING" and state["live"] is True and state["counts"]["SENT"] == 1
+    svg = viewer.get(reverse("admin:incidents_incident_graph", args=[incident_id]))
+    assert svg["Content-Type"] == "image/svg+xml" and b"<svg" in svg.content
+
+
+def test_the_message_log_is_read_only(viewer, incident_id):
+    workflow.send(message={"IncidentID": incident_id}, queue="A_queue")
+    workflow.FlushMessages()
+    row = MessageLog.objects.get()
+    url = reverse("admin:incidents_messagelog_change", args=[row.pk])
+    html = viewer.get(url).content.decode()
+    assert "task result" in html and 'name="_save"' not in html
+    assert viewer.post(url, {"status": "COMPLETE"}).status_code == 403
+    assert MessageLog.objects.get().status == row.status
