@@ -226,9 +226,12 @@ class IncidentAdmin(admin.ModelAdmin):
             graph_svg = svg[svg.find("<svg"):]
         except WorkflowError as exc:
             graph_svg = format_html("<p>Graph unavailable: {}</p>", exc)
+        counted = with_message_counts(Incident.objects.filter(pk=incident.pk)).get()
         context = {
             "incident": incident, "live": incident.status in LIVE_INCIDENT_STATUSES,
             "graph_svg": graph_svg,
+            "message_counts": [(s.value, n) for s in MessageStatus
+                               if (n := getattr(counted, f"n_{s.name.lower()}"))],
             "message_page": page, "message_statuses": MessageStatus.values,
             "status_filter": status_filter,
             "states": incident.states.order_by("id")[:200], "locks": incident.locks.order_by("label"),

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
+from django.db import connections
 
 from incidents import workflow
 from incidents.engine import context, registry
@@ -15,6 +16,9 @@ from incidents.testing import purge_queues
 REQUIRE_SERVICES = os.environ.get("WF_REQUIRE_SERVICES") == "1"
 TEST_MODULES = "workflows.simple,workflows.quicksort,tests.workflows.probe"
 registry.load_workflow_modules(["tests.workflows.probe"])
+# The live server answers each request in a new thread; persistent connections would outlive
+# those threads and keep the test database busy at teardown.
+connections.settings["default"]["CONN_MAX_AGE"] = 0
 
 
 def need_service(env_name: str, what: str) -> str:

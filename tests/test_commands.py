@@ -46,7 +46,7 @@ def test_create_incident_with_a_queue_and_message_sends_that_message(transaction
 @pytest.mark.parametrize(
     ("args", "says"),
     [
-        (["--kind", "NOPE"], "kind 'NOPE' has no entry queue (known kinds: DUMMY_INCIDENT, QUICKSORT"),
+        (["--kind", "NOPE"], "kind 'NOPE' has no entry queue (known kinds: DUMMY_INCIDENT, "),
         (["--kind", "QUICKSORT", "--parameters", "{bad"], "--parameters: not valid JSON"),
         (["--kind", "QUICKSORT", "--parameters", "[1]"], "is JSON but not an object"),
         (["--kind", "K", "--message", "{}"], "--message needs --queue"),

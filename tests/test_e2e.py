@@ -99,3 +99,28 @@ def test_cancel_mid_run_stops_the_workflow_and_cleans_up_after_the_last_message(
     assert chain.filter(status=MessageStatus.COMPLETE).count() < 1000
     last_handled = max(chain.values_list("completed", flat=True))
     assert incident.cleaned_at >= last_handled
+
+
+def test_kill_stops_a_running_handler_and_cleans_up_at_once(workers, tmp_path):
+    from incidents.engine import operations
+
+    worker = workers.start("w1")
+    incident_id = workflow.CreateIncident(name="stuck", kind="TEST")
+    workflow.send(message={"IncidentID": incident_id, "folder": str(tmp_path)}, queue="probe_block")
+    workflow.FlushMessages()
+    wait_until(lambda: (tmp_path / "started-1").exists(), what="the handler to start")
+    report = operations.kill_incident(incident_id, reason="runaway", by="test")
+    assert report.killed and report.stopped_messages == 1
+    incident = wait_until(lambda: ended(incident_id), what="the forced cleanup")
+    assert (incident.status, incident.ended_by) == (IncidentStatus.KILLED, "test")
+    wait_until(lambda: "Terminating" in worker.log_text() or "revoked" in worker.log_text(),
+               what="the worker to terminate the running handler")
+    (tmp_path / "release").touch()  # had the handler survived, it would now send on
+    # The worker carries on with other incidents, and the killed handler's effects never land.
+    other = workflow.CreateIncident(name="after kill", kind="TEST")
+    workflow.send(message={"IncidentID": other, "left": 2}, queue="probe_chain")
+    workflow.FlushMessages()
+    assert wait_until(lambda: ended(other), what="another incident").status == IncidentStatus.COMPLETE
+    blocked = MessageLog.objects.get(incident_id=incident_id, destination="probe_block")
+    assert blocked.status == MessageStatus.NOT_PROCESSED and "killed by test" in blocked.comment
+    assert not MessageLog.objects.filter(incident_id=incident_id, destination="probe_count").exists()

@@ -9,11 +9,13 @@ from incidents import workflow
 
 @workflow.handler
 def chain_handler(message):
-    """Hop along a chain of `left` messages, then complete the incident."""
-    if message["left"] <= 0:
+    """Hop along a chain of `left` messages (from the message, or the parameters of a chain
+    started by kind), then complete the incident."""
+    left = message.get("left", message.get("parameters", {}).get("left", 0))
+    if left <= 0:
         workflow.Complete(message["IncidentID"])
         return
-    workflow.send(message={"IncidentID": message["IncidentID"], "left": message["left"] - 1},
+    workflow.send(message={"IncidentID": message["IncidentID"], "left": left - 1},
                   queue="probe_chain")
 
 
@@ -43,6 +45,7 @@ def fail_handler(message):
 
 
 def RegisterHandlers():
+    workflow.RegisterKind("PROBE_CHAIN", queue="probe_chain", description='{"left": hops}')
     workflow.RegisterHandler(handler=chain_handler, queue="probe_chain")
     workflow.RegisterHandler(handler=block_handler, queue="probe_block")
     workflow.RegisterHandler(handler=count_handler, queue="probe_count")
