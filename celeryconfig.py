@@ -38,9 +38,10 @@ worker_cancel_long_running_tasks_on_connection_loss = True
 task_create_missing_queues = True
 task_default_queue = "_default"
 
-# Handler outcomes live in the message log; task results are kept only when asked for.
+# Handler tasks keep their result (WORKFLOW_STORE_TASK_RESULTS, engine/tasks.py); others do not.
 result_backend = "django-db"
 task_ignore_result = True
+result_extended = True  # keep task name, worker and arguments with each stored result
 
 worker_hijack_root_logger = False
 worker_send_task_events = False

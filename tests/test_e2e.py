@@ -57,6 +57,14 @@ def test_the_seed_workflow_completes_under_celery_workers(workers):
     incident = wait_until(lambda: ended(incident_id), what="the incident to complete")
     assert incident.status == IncidentStatus.COMPLETE
     assert "Hello from B" in workers.workers[0].log_text()
+    # Each handling left its Celery task result, found by task id = MessageID.
+    from django_celery_results.models import TaskResult
+
+    handled = incident.messages.values_list("id", flat=True)
+    results = TaskResult.objects.filter(task_id__in=[str(i) for i in handled])
+    assert sorted(results.values_list("task_name", "status")) == [
+        ("workflow.A_queue", "SUCCESS"), ("workflow.B_queue", "SUCCESS"),
+        ("workflow._Cleanup", "SUCCESS")]
 
 
 def test_quicksort_of_1000_numbers_on_two_workers_sorts_and_merges_one_at_a_time(workers):
@@ -124,3 +132,22 @@ def test_kill_stops_a_running_handler_and_cleans_up_at_once(workers, tmp_path):
     blocked = MessageLog.objects.get(incident_id=incident_id, destination="probe_block")
     assert blocked.status == MessageStatus.NOT_PROCESSED and "killed by test" in blocked.comment
     assert not MessageLog.objects.filter(incident_id=incident_id, destination="probe_count").exists()
+
+
+def test_run_demo_runs_quicksort_on_its_own_workers_and_checks_the_result(transactional_db, broker):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    out = StringIO()
+    call_command("run_demo", "--size", "200", "--workers", "2", stdout=out)
+    output = out.getvalue()
+    assert "started 2 worker processes" in output
+    assert "COMPLETE in" in output and "sorted 200 numbers correctly" in output
+
+
+def test_run_demo_refuses_a_workflow_without_a_demo(transactional_db):
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError, match="workflow 'simple' has no demo"):
+        call_command("run_demo", "--workflow", "simple")
