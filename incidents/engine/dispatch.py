@@ -212,12 +212,14 @@ def _commit_failure(spec: HandlerSpec, run: HandlerRun, error: Exception,
                     duration: float) -> list[MessageLog]:
     trace = "".join(traceback.format_exception(error)).replace("\x00", "\\x00")
     _finish_row(run, MessageStatus.ERROR, duration, comment=trace[-20_000:])
-    if run.incident_id is None or spec.internal:
+    if spec.internal:
         return []
+    assert run.incident_id is not None  # deliver() always knows the incident
     reason = f"handler {spec.name} failed on message {run.message_id}: {error!r}".replace(
         "\x00", "\\x00")
     cleanup_message = lifecycle.apply_ending(
-        StagedEnding(run.incident_id, IncidentStatus.ERROR, reason), originator=run.originator)
+        StagedEnding(run.incident_id, IncidentStatus.ERROR, reason, by=spec.name),
+        originator=run.originator)
     rows = outbox.log_rows([cleanup_message]) if cleanup_message else []
     outbox.insert(rows)
     return rows

@@ -65,17 +65,25 @@ class Channel(filesystem.Channel):
         for name in sorted(os.listdir(self.data_folder_in)):
             if name.startswith(".") or name.partition(".")[2] != suffix:
                 continue
-            held = os.path.join(self.processed_folder,
-                                f"{HOST}~{os.getpid()}~{uuid.uuid4().hex}~{name}")
-            try:
-                os.rename(os.path.join(self.data_folder_in, name), held)
-            except FileNotFoundError:
+            taken = self._take(os.path.join(self.data_folder_in, name), name)
+            if taken is None:
                 continue  # another consumer took it first
-            with open(held, "rb") as f:
-                payload = loads(bytes_to_str(f.read()))
+            held, payload = taken
             self._held[payload["properties"]["delivery_tag"]] = held
             return payload
         raise Empty()
+
+    def _take(self, path: str, name: str) -> tuple[str, Any] | None:
+        """Move a message file into the processed folder under our holder name and read it;
+        None if another process moved it first."""
+        held = os.path.join(self.processed_folder,
+                            f"{HOST}~{os.getpid()}~{uuid.uuid4().hex}~{name}")
+        try:
+            os.rename(path, held)
+        except FileNotFoundError:
+            return None
+        with open(held, "rb") as f:
+            return held, loads(bytes_to_str(f.read()))
 
     def basic_ack(self, delivery_tag: str, multiple: bool = False) -> None:
         super().basic_ack(delivery_tag, multiple)
@@ -104,19 +112,18 @@ class Channel(filesystem.Channel):
         self._recovered_at = time.monotonic()
         recovered = 0
         for held in os.listdir(self.processed_folder):
-            host, pid, _, name = ([*held.split("~", 3), "", "", "", ""])[:4]
+            parts = held.split("~", 3)
+            if len(parts) != 4:
+                continue
+            host, pid, _, name = parts
             if host != HOST or not pid.isdigit() or _alive(int(pid)):
                 continue
-            # Claimed under our own holder name, so it is recovered again if we die too.
-            claimed = os.path.join(self.processed_folder,
-                                   f"{HOST}~{os.getpid()}~{uuid.uuid4().hex}~{name}")
-            try:
-                os.rename(os.path.join(self.processed_folder, held), claimed)
-            except FileNotFoundError:
+            # Taken under our own holder name, so it is recovered again if we die too.
+            taken = self._take(os.path.join(self.processed_folder, held), name)
+            if taken is None:
                 continue  # another process is recovering it
-            with open(claimed, "rb") as f:
-                payload = _mark_redelivered(loads(bytes_to_str(f.read())))
-            self._write(name, payload)
+            claimed, payload = taken
+            self._write(name, _mark_redelivered(payload))
             os.remove(claimed)
             recovered += 1
         return recovered
