@@ -35,6 +35,12 @@ task_acks_late = True
 task_reject_on_worker_lost = True
 worker_prefetch_multiplier = 1
 worker_cancel_long_running_tasks_on_connection_loss = True
+# A task that fails (an infrastructure error escaped the engine) is dead-lettered, not
+# acknowledged; one past its hard time limit is requeued (the engine gives up after
+# WORKFLOW_MAX_ATTEMPTS). Undecodable messages are dead-lettered too.
+task_acks_on_failure = False
+task_acks_on_timeout = False
+worker_consumer = "incidents.engine.consumer:Consumer"
 task_create_missing_queues = True
 task_default_queue = "_default"
 

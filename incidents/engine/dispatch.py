@@ -65,7 +65,7 @@ def deliver(queue: str, message: Any, *, redelivered: bool = False, retries: int
                else f"the log has it for incident {row.incident_id} on queue {row.destination}")
         logger.error("queue %s: rejected message %s of incident %s: %s",
                      queue, message_id, incident_id, why)
-        return Outcome(Result.REJECTED)
+        return Outcome(Result.REJECTED, MessageError(why))
     if row.status in FINAL_STATUSES:
         logger.info("queue %s: message %s already %s; duplicate delivery dropped",
                     queue, message_id, row.status)

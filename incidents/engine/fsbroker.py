@@ -90,8 +90,30 @@ class Channel(filesystem.Channel):
         self._forget(delivery_tag)
 
     def basic_reject(self, delivery_tag: str, requeue: bool = False) -> None:
+        if not requeue:
+            self._dead_letter(delivery_tag)
         super().basic_reject(delivery_tag, requeue)
         self._forget(delivery_tag)
+
+    def _dead_letter(self, delivery_tag: str) -> None:
+        """What RabbitMQ does for the queues' x-dead-letter arguments: move the rejected
+        message to the dead-letter queue, noting where it came from and why."""
+        from incidents.engine.deadletter import DEAD_LETTER_QUEUE
+
+        held = self._held.get(delivery_tag)
+        if held is None:
+            return
+        name = held.split("~", 3)[3]
+        with open(held, "rb") as f:
+            payload = loads(bytes_to_str(f.read()))
+        headers = payload.setdefault("headers", {}) or {}
+        payload["headers"] = headers
+        headers["x-first-death-queue"] = name.partition(".")[2].removesuffix(".msg")
+        headers["x-first-death-reason"] = "rejected"
+        # Requeued from the dead-letter queue, it must go back there, not to its old queue.
+        payload.setdefault("properties", {})["delivery_info"] = {
+            "exchange": "", "routing_key": DEAD_LETTER_QUEUE}
+        self._put(DEAD_LETTER_QUEUE, payload)
 
     def _restore(self, message: Any) -> None:
         """Put an unacked message back (reject with requeue, channel closed)."""

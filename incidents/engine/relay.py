@@ -18,6 +18,10 @@ class RelayStep(bootsteps.StartStopStep):
         self._thread: threading.Thread | None = None
 
     def start(self, worker: Any) -> None:
+        from incidents.engine import deadletter
+
+        with worker.app.connection_for_write() as connection:
+            deadletter.declare(connection)  # rejected messages need somewhere to go
         self._thread = threading.Thread(target=self._loop, name="workflow-relay", daemon=True)
         self._thread.start()
 

@@ -8,7 +8,7 @@ from celery.exceptions import Reject
 from django.db import InterfaceError, OperationalError
 
 from incidents import conf
-from incidents.engine import dispatch, locks, outbox
+from incidents.engine import deadletter, dispatch, locks, outbox
 from incidents.exceptions import Deferred
 
 logger = logging.getLogger(__name__)
@@ -46,13 +46,14 @@ def bind_queue(queue: str) -> None:
                            queue, exc, self.request.id)
             raise _retry_later(self, locks.retry_delay(self.request.retries + 4),
                                kwargs={"retake": True}) from exc
+        if outcome.result is dispatch.Result.REJECTED:
+            raise Reject(f"not a message of ours: {outcome.error or 'unknown message'}",
+                         requeue=False)  # dead-lettered into _dead_letter
         return outcome.result.value
 
     deliver.__name__ = deliver.__qualname__ = f"deliver_{queue}"
     app.task(name=name, bind=True, shared=False, lazy=False, acks_late=True,
              ignore_result=not conf.get("STORE_TASK_RESULTS"), max_retries=None,
              typing=False)(deliver)
-    # The same declaration send_task() uses (durable, own direct exchange), added to the
-    # queues a worker consumes when started without -Q.
-    queues = app.amqp.queues
-    queues.select_add(queues.new_missing(queue))
+    # The declaration send_task() finds by name, also consumed by a worker without -Q.
+    app.amqp.queues.select_add(deadletter.handler_queue(queue))
