@@ -28,6 +28,14 @@ DEFAULTS: dict[str, Any] = {
     "RETRY_MAX_SECONDS": 2.0,
     # Worker threads started by workflow.execute().
     "EXECUTE_CONCURRENCY": 2,
+    # Seconds a handler may run (0: no limit; RegisterHandler(time_limit=...) per queue). At
+    # the limit SoftTimeLimitExceeded is raised in the handler (logged ERROR); if it does not
+    # stop within the grace, its worker process is replaced and the message retried.
+    "HANDLER_TIME_LIMIT_SECONDS": 0.0,
+    "HARD_TIME_LIMIT_GRACE_SECONDS": 30.0,
+    # A message whose handling started this many times without ending (worker killed, hard
+    # time limit) is logged ERROR instead of being tried again.
+    "MAX_ATTEMPTS": 5,
     # Above this many nodes, an incident's graph collapses tagged nodes into one per handler.
     "GRAPH_MAX_NODES": 200,
     # Keep each handler task's Celery result (django-celery-results), linked from the log.

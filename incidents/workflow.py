@@ -58,9 +58,13 @@ def atomic(func: Handler) -> Handler:
     return func
 
 
-def RegisterHandler(handler: Handler, queue: str) -> None:
-    """Bind a handler to a named queue: RegisterHandler(handler=A_handler, queue="A_queue")."""
-    registry.register(handler, queue)
+def RegisterHandler(handler: Handler, queue: str, time_limit: float | None = None) -> None:
+    """Bind a handler to a named queue: RegisterHandler(handler=A_handler, queue="A_queue").
+
+    `time_limit` (seconds) overrides WORKFLOW_HANDLER_TIME_LIMIT_SECONDS for this queue: a
+    run that takes longer is stopped and logged ERROR (prefork workers only).
+    """
+    registry.register(handler, queue, time_limit=time_limit)
 
 
 def RegisterKind(kind: str, queue: str, description: str = "") -> None:

@@ -142,3 +142,18 @@ def test_a_delivery_retried_after_a_database_outage_takes_its_claim_back(inciden
     task = app.tasks["workflow.probe_chain"]
     assert task.run(message, retake=True) == "COMPLETE"
     assert MessageLog.objects.get(pk=message["MessageID"]).status == MessageStatus.COMPLETE
+
+
+def test_a_message_whose_handling_keeps_dying_is_given_up_as_error(incident_id, settings):
+    settings.WORKFLOW_MAX_ATTEMPTS = 3
+    message = sent(incident_id, "probe_chain", left=1)
+    # Three runs claimed it and never finished (killed workers, hard time limits).
+    MessageLog.objects.filter(pk=message["MessageID"]).update(
+        status=MessageStatus.PROCESSING, attempts=3)
+    outcome = dispatch.deliver("probe_chain", message, redelivered=True)
+    assert outcome.result is Result.ERROR
+    row = MessageLog.objects.get(pk=message["MessageID"])
+    assert row.status == MessageStatus.ERROR and "after 3 attempts" in row.comment
+    incident = Incident.objects.get(pk=incident_id)
+    assert incident.status == IncidentStatus.ERROR and "gave up" in incident.comment
+    assert MessageLog.objects.filter(destination="_Cleanup").exists()

@@ -151,3 +151,22 @@ def test_run_demo_refuses_a_workflow_without_a_demo(transactional_db):
 
     with pytest.raises(CommandError, match="workflow 'simple' has no demo"):
         call_command("run_demo", "--workflow", "simple")
+
+
+def test_a_handler_over_its_time_limit_is_stopped_and_logged_error(workers):
+    worker = workers.start("w1")
+    hung = workflow.CreateIncident(name="hangs", kind="TEST")
+    workflow.send(message={"IncidentID": hung}, queue="probe_hang")
+    workflow.FlushMessages()
+    incident = wait_until(lambda: ended(hung), what="the time limit to end the handler")
+    assert incident.status == IncidentStatus.ERROR
+    assert "hang_handler exceeded its time limit" in incident.comment
+    row = MessageLog.objects.get(incident_id=hung, destination="probe_hang")
+    assert row.status == MessageStatus.ERROR and "SoftTimeLimitExceeded" in row.comment
+    assert not MessageLog.objects.filter(incident_id=hung, destination="probe_chain").exists()
+    # The worker carries on.
+    other = workflow.CreateIncident(name="next", kind="TEST")
+    workflow.send(message={"IncidentID": other, "left": 1}, queue="probe_chain")
+    workflow.FlushMessages()
+    assert wait_until(lambda: ended(other)).status == IncidentStatus.COMPLETE
+    assert worker.process.poll() is None

@@ -137,3 +137,9 @@ def test_a_failing_direct_call_leaves_the_incident_alone(incident_id):
         forwarder({"IncidentID": incident_id, "fail": True})
     assert Incident.objects.get(pk=incident_id).status == IncidentStatus.PENDING
     assert not MessageLog.objects.exists()
+
+
+@pytest.mark.parametrize("limit", [0, -1, "5", True])
+def test_a_bad_time_limit_is_refused(limit):
+    with pytest.raises(HandlerRegistrationError, match="time_limit"):
+        workflow.RegisterHandler(forwarder, "timed_queue", time_limit=limit)

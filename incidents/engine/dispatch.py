@@ -9,9 +9,11 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.db import DatabaseError, InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
+from incidents import conf
 from incidents.engine import cleanup, context, lifecycle, locks, outbox
 from incidents.engine.context import HandlerRun, StagedEnding
 from incidents.engine.registry import HandlerSpec, handler_for
@@ -83,6 +85,8 @@ def deliver(queue: str, message: Any, *, redelivered: bool = False, retries: int
         raise Deferred(f"cleanup of incident {incident_id} waits for messages in flight",
                        delay=locks.retry_delay(retries), incident_id=incident_id, queue=queue)
 
+    if row.attempts >= conf.get("MAX_ATTEMPTS"):
+        return _give_up(spec, row)
     run = HandlerRun(originator=spec.name, message_id=message_id, incident_id=incident_id,
                      attempt=row.attempts + 1)
     # Unique per delivery: two copies of one message must not share (and free) a lock.
@@ -215,14 +219,35 @@ def _commit_failure(spec: HandlerSpec, run: HandlerRun, error: Exception,
     if spec.internal:
         return []
     assert run.incident_id is not None  # deliver() always knows the incident
-    reason = f"handler {spec.name} failed on message {run.message_id}: {error!r}".replace(
-        "\x00", "\\x00")
+    what = ("exceeded its time limit" if isinstance(error, SoftTimeLimitExceeded)
+            else f"failed: {error!r}")
+    reason = f"handler {spec.name} {what} on message {run.message_id}".replace("\x00", "\\x00")
     cleanup_message = lifecycle.apply_ending(
         StagedEnding(run.incident_id, IncidentStatus.ERROR, reason, by=spec.name),
         originator=run.originator)
     rows = outbox.log_rows([cleanup_message]) if cleanup_message else []
     outbox.insert(rows)
     return rows
+
+
+def _give_up(spec: HandlerSpec, row: MessageLog) -> Outcome:
+    """A message whose handling keeps dying (worker killed, hard time limit) is not retried
+    for ever: it is logged ERROR and the incident follows the error policy."""
+    reason = (f"handler {spec.name} gave up on message {row.pk} after {row.attempts} attempts "
+              "that ended without a result (worker killed or over its time limit)")
+    with transaction.atomic():
+        if not MessageLog.objects.filter(pk=row.pk, attempts=row.attempts,
+                                         status__in=DELIVERABLE).update(
+                status=MessageStatus.ERROR, completed=timezone.now(), comment=reason):
+            return Outcome(Result.DUPLICATE)
+        cleanup_message = None if spec.internal else lifecycle.apply_ending(
+            StagedEnding(str(row.incident_id), IncidentStatus.ERROR, reason, by=spec.name),
+            originator=spec.name)
+        rows = outbox.log_rows([cleanup_message]) if cleanup_message else []
+        outbox.insert(rows)
+        outbox.publish_on_commit(rows)
+    logger.error("incident %s: %s", row.incident_id, reason)
+    return Outcome(Result.ERROR, MessageError(reason))
 
 
 def _finish_unprocessed(row: MessageLog, reason: str) -> None:

@@ -58,8 +58,14 @@ def spec_of(handler: Any) -> HandlerSpec | None:
     return getattr(handler, "__workflow_handler__", None)
 
 
-def register(handler: Any, queue: str, *, internal: bool = False) -> HandlerSpec:
+def register(handler: Any, queue: str, *, internal: bool = False,
+             time_limit: float | None = None) -> HandlerSpec:
     """Bind a decorated handler to `queue` and create the queue's Celery task."""
+    if time_limit is not None and (isinstance(time_limit, bool) or not isinstance(
+            time_limit, (int, float)) or time_limit <= 0):
+        raise HandlerRegistrationError(
+            f"RegisterHandler(): time_limit {time_limit!r} must be a number of seconds > 0, "
+            "or None for WORKFLOW_HANDLER_TIME_LIMIT_SECONDS", queue=str(queue))
     spec = spec_of(handler)
     if spec is None:
         raise HandlerRegistrationError(
@@ -88,7 +94,7 @@ def register(handler: Any, queue: str, *, internal: bool = False) -> HandlerSpec
         if bound is None:
             from incidents.engine import tasks
 
-            tasks.bind_queue(queue)
+            tasks.bind_queue(queue, time_limit)
         spec.queues.add(queue)
         _by_queue[queue] = spec
         _by_name.setdefault(spec.name, spec)

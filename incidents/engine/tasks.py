@@ -23,7 +23,7 @@ def _retry_later(task: Any, countdown: float, **kwargs: Any) -> Exception:
         return Reject(str(failed), requeue=True)
 
 
-def bind_queue(queue: str) -> None:
+def bind_queue(queue: str, time_limit: float | None = None) -> None:
     """Create the queue's task and add the queue to those a worker consumes by default."""
     from wfproject.celery import app
 
@@ -52,8 +52,11 @@ def bind_queue(queue: str) -> None:
         return outcome.result.value
 
     deliver.__name__ = deliver.__qualname__ = f"deliver_{queue}"
+    soft_limit = time_limit or float(conf.get("HANDLER_TIME_LIMIT_SECONDS")) or None
+    hard_limit = soft_limit + float(conf.get("HARD_TIME_LIMIT_GRACE_SECONDS")) if soft_limit else None
     app.task(name=name, bind=True, shared=False, lazy=False, acks_late=True,
              ignore_result=not conf.get("STORE_TASK_RESULTS"), max_retries=None,
-             typing=False)(deliver)
+             soft_time_limit=soft_limit, time_limit=hard_limit,
+             typing=False)(deliver)  # type: ignore[call-overload]
     # The declaration send_task() finds by name, also consumed by a worker without -Q.
     app.amqp.queues.select_add(deadletter.handler_queue(queue))

@@ -39,6 +39,15 @@ def count_handler(message):
 
 
 @workflow.handler
+def hang_handler(message):
+    """Runs until stopped (bounded, so a broken time limit cannot hang the test run)."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+    workflow.send(message={"IncidentID": message["IncidentID"], "left": 0}, queue="probe_chain")
+
+
+@workflow.handler
 def fail_handler(message):
     workflow.send(message={"IncidentID": message["IncidentID"], "left": 1}, queue="probe_chain")
     raise RuntimeError("probe failure")
@@ -50,3 +59,4 @@ def RegisterHandlers():
     workflow.RegisterHandler(handler=block_handler, queue="probe_block")
     workflow.RegisterHandler(handler=count_handler, queue="probe_count")
     workflow.RegisterHandler(handler=fail_handler, queue="probe_fail")
+    workflow.RegisterHandler(handler=hang_handler, queue="probe_hang", time_limit=1)
