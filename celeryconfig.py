@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 _VAR_DIR = Path(os.environ.get("WF_VAR_DIR", Path(__file__).resolve().parent / "var")).resolve()
 _BROKER_DIR = _VAR_DIR / "broker"
@@ -10,7 +11,14 @@ _BROKER_DIR = _VAR_DIR / "broker"
 # CELERY_BROKER_URL=amqp://user:pass@127.0.0.1:5672/vhost for RabbitMQ; the embedded
 # filesystem broker under var/broker/ otherwise (no server, shared by local processes).
 broker_url = os.environ.get("CELERY_BROKER_URL", "wffs://")
-if broker_url.startswith("wffs://"):
+broker_transport_options: dict[str, Any] = {}
+if broker_url.startswith("amqp"):
+    broker_transport_options = {
+        # Publisher confirms: a publish returns once RabbitMQ has the message; one it did
+        # not confirm stays QUEUED in the log and is published again by the relay.
+        "confirm_publish": os.environ.get("WF_PUBLISHER_CONFIRMS", "1") == "1",
+    }
+elif broker_url.startswith("wffs://"):
     for _folder in ("queue", "processed", "control"):
         (_BROKER_DIR / _folder).mkdir(parents=True, exist_ok=True)
     broker_transport_options = {

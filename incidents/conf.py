@@ -16,7 +16,7 @@ DEFAULTS: dict[str, Any] = {
     "MAX_MESSAGE_BYTES": 1024 * 1024,
     # Seconds a lock lives without renewal; holders renew every third of it, so only a dead
     # holder's lock expires.
-    "LOCK_LEASE_SECONDS": 300.0,
+    "LOCK_LEASE_SECONDS": 60.0,
     # redis://127.0.0.1:6379/0 to keep locks in Redis; empty keeps them in the database.
     "REDIS_URL": "",
     # Seconds between outbox relay passes in each worker.

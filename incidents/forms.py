@@ -33,8 +33,8 @@ class StartIncidentForm(forms.Form):
         text = self.cleaned_data["parameters"].strip() or "{}"
         try:
             value = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise forms.ValidationError(f"Not valid JSON: {exc}") from exc
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError, huge numbers, deep nesting
+            raise forms.ValidationError(f"Not valid JSON: {exc}") from None
         if not isinstance(value, dict):
             raise forms.ValidationError('Give a JSON object, e.g. {"size": 1000}.')
         return value

@@ -120,7 +120,7 @@ class HandlerState(models.Model):
     incident = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="states",
                                  help_text="The incident the state belongs to.")
     handler = models.CharField(max_length=200, help_text="Name of the handler that stored it.")
-    data = models.JSONField(help_text="The JSON value given to Persist.Put().")
+    data = models.JSONField(null=True, help_text="The JSON value given to Persist.Put() (null as SQL NULL).")
     created_at = models.DateTimeField(auto_now_add=True, help_text="When it was committed.")
 
     class Meta:

@@ -62,7 +62,7 @@ def run_until_idle(*, max_messages: int = 100_000, raise_on_error: bool = True) 
                                       task_id=message.headers.get("id"), retries=retries + 1)
                         continue
                     progressed = True
-                    if outcome.error is not None and raise_on_error:
+                    if outcome.result is dispatch.Result.ERROR and raise_on_error:
                         raise HandlerFailed(f"handler on queue {name!r} failed: "
                                             f"{outcome.error!r}", queue=name) from outcome.error
                 idle_passes = 0 if progressed else idle_passes + 1

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from incidents.engine import context, lifecycle, locks, persist, registry, sending, worker
-from incidents.engine.validation import check_incident_id
+from incidents.engine.validation import check_incident_id, check_seconds, check_text
 from incidents.exceptions import (  # noqa: F401  (re-exported for handler authors)
     LockTimeout,
     MessageError,
@@ -145,9 +145,7 @@ def Cancel(IncidentID: str, reason: str = "", status: str = "CANCELLED", CleanLo
 
 
 def _lock_args(label: Any, IncidentID: Any, where: str) -> tuple[str, str, str]:
-    if not isinstance(label, str) or not label or len(label) > 150:
-        raise MessageError(f"{where}: label {label!r} must be a non-empty string of at most "
-                           "150 characters")
+    check_text(label, where=where, name="label", max_length=150, empty_ok=False)
     incident_id = check_incident_id(IncidentID, where=where)
     lifecycle.incidents_db.require(incident_id, where=where)
     run = context.current_run.get()
@@ -162,8 +160,8 @@ def GetLock(label: str, IncidentID: str, timeout: float | None = None) -> None:
     block the incident for ever.
     """
     label, incident_id, owner = _lock_args(label, IncidentID, "GetLock()")
-    if timeout is not None and (not isinstance(timeout, (int, float)) or timeout < 0):
-        raise MessageError(f"GetLock(): timeout {timeout!r} must be a number of seconds >= 0")
+    if timeout is not None:
+        timeout = check_seconds(timeout, where="GetLock()", name="timeout")
     if not locks.wait_for(label, incident_id, owner, timeout):
         raise LockTimeout(f"GetLock(): lock {label!r} of incident {incident_id} still held "
                           f"after {timeout} s", incident_id=incident_id)

@@ -10,6 +10,7 @@ from django.db import connections
 
 from incidents import workflow
 from incidents.engine import context, registry
+from incidents.models import Incident
 from incidents.processes import WorkerGroup, worker_env
 from incidents.testing import purge_queues
 
@@ -58,6 +59,12 @@ def workers(transactional_db: None, broker: None) -> Iterator[WorkerGroup]:
     """Start worker processes with group.start(name); all are stopped after the test."""
     with WorkerGroup(env=worker_env({"WORKFLOW_MODULES": TEST_MODULES})) as group:
         yield group
+
+
+def ended(incident_id: str) -> Incident | None:
+    """The incident once it has ended and been cleaned up, else None."""
+    incident = Incident.objects.get(pk=incident_id)
+    return incident if incident.cleaned_at else None
 
 
 def wait_until(condition: Callable[[], object], *, timeout: float = 120, what: str = "") -> object:

@@ -157,3 +157,24 @@ def test_a_message_whose_handling_keeps_dying_is_given_up_as_error(incident_id, 
     incident = Incident.objects.get(pk=incident_id)
     assert incident.status == IncidentStatus.ERROR and "gave up" in incident.comment
     assert MessageLog.objects.filter(destination="_Cleanup").exists()
+
+
+def test_a_takeover_inherits_the_atomic_lock_of_the_run_that_died(incident_id):
+    message = sent(incident_id, "quicksort_merge", node="rL", sorted=[1])
+    # A worker claimed the message, took the merge lock, and died.
+    MessageLog.objects.filter(pk=message["MessageID"]).update(
+        status=MessageStatus.PROCESSING, attempts=1)
+    assert locks.backend().acquire("_atomic:merge_handler", incident_id,
+                                   f"{message['MessageID']}:deadbeef", 60)
+    assert dispatch.deliver("quicksort_merge", message, redelivered=True).result is Result.COMPLETE
+    assert not Lock.objects.exists()
+
+
+def test_another_message_cannot_take_a_dead_runs_lock_before_its_lease_ends(incident_id):
+    import uuid
+
+    message = sent(incident_id, "quicksort_merge", node="rL", sorted=[1])
+    assert locks.backend().acquire("_atomic:merge_handler", incident_id,
+                                   f"{uuid.uuid4()}:deadbeef", 60)
+    with pytest.raises(Deferred):
+        dispatch.deliver("quicksort_merge", message)

@@ -16,14 +16,9 @@ from incidents.models import FINAL_STATUSES, Incident, IncidentStatus, MessageLo
 from incidents.processes import worker_env
 from workflows import quicksort
 
-from .conftest import wait_until
+from .conftest import ended, wait_until
 
 pytestmark = pytest.mark.e2e
-
-
-def ended(incident_id):
-    incident = Incident.objects.get(pk=incident_id)
-    return incident if incident.cleaned_at else None
 
 
 def test_the_seed_example_with_only_its_import_changed_runs_to_complete(transactional_db, broker):

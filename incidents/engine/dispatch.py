@@ -14,7 +14,7 @@ from django.db import DatabaseError, InterfaceError, OperationalError, transacti
 from django.utils import timezone
 
 from incidents import conf
-from incidents.engine import cleanup, context, lifecycle, locks, outbox
+from incidents.engine import cleanup, context, failpoints, lifecycle, locks, outbox
 from incidents.engine.context import HandlerRun, StagedEnding
 from incidents.engine.registry import HandlerSpec, handler_for
 from incidents.exceptions import Deferred, MessageError
@@ -71,6 +71,9 @@ def deliver(queue: str, message: Any, *, redelivered: bool = False, retries: int
     if row.status in FINAL_STATUSES:
         logger.info("queue %s: message %s already %s; duplicate delivery dropped",
                     queue, message_id, row.status)
+        if spec.atomic and redelivered:
+            # Its run committed and then died before releasing the handler's lock.
+            locks.backend().release_left_by(f"_atomic:{spec.name}", incident_id, f"{message_id}:")
         return Outcome(Result.DUPLICATE)
     if row.status == MessageStatus.PROCESSING and not redelivered:
         logger.info("queue %s: message %s is being handled by %s; extra copy dropped",
@@ -92,8 +95,11 @@ def deliver(queue: str, message: Any, *, redelivered: bool = False, retries: int
     # Unique per delivery: two copies of one message must not share (and free) a lock.
     run.lock_owner = f"{message_id}:{uuid.uuid4().hex}"
     atomic_label = f"_atomic:{spec.name}"
+    # Taking over a claim whose run died, we also inherit the lock that run held; otherwise
+    # the incident would wait for its lease to run out.
+    heir_of = f"{message_id}:" if row.status == MessageStatus.PROCESSING else ""
     if spec.atomic:
-        if not locks.take(atomic_label, incident_id, run.lock_owner):
+        if not locks.take(atomic_label, incident_id, run.lock_owner, heir_of):
             raise Deferred(f"{spec.name} is running for incident {incident_id}",
                            delay=locks.retry_delay(retries), incident_id=incident_id,
                            queue=queue, handler=spec.name)
@@ -160,6 +166,7 @@ def _run_and_commit(spec: HandlerSpec, run: HandlerRun, message: Any) -> Outcome
     duration = time.monotonic() - started
     if error is not None and run.message_id is None:
         return Outcome(Result.ERROR, error)  # a direct call: nothing to record, nothing kept
+    failpoints.hit("before_commit")
     try:
         try:
             with transaction.atomic():
@@ -167,6 +174,7 @@ def _run_and_commit(spec: HandlerSpec, run: HandlerRun, message: Any) -> Outcome
                     to_publish = _commit_success(run, duration)
                 else:
                     to_publish = _commit_failure(spec, run, error, duration)
+                failpoints.hit("in_commit")
         except (OperationalError, InterfaceError):
             raise  # the database is unavailable: the delivery is retried as a whole
         except DatabaseError as refused:
@@ -180,6 +188,7 @@ def _run_and_commit(spec: HandlerSpec, run: HandlerRun, message: Any) -> Outcome
         logger.warning("incident %s: message %s was claimed by another delivery; "
                        "this run's effects are dropped", run.incident_id, run.message_id)
         return Outcome(Result.DUPLICATE)
+    _release_locks(run)  # committed: the next run may start before we publish
     outbox.publish_on_commit(to_publish)
     if error is not None:
         logger.error("incident %s: handler %s failed on message %s: %r", run.incident_id,
@@ -258,5 +267,6 @@ def _finish_unprocessed(row: MessageLog, reason: str) -> None:
 
 
 def _release_locks(run: HandlerRun) -> None:
-    for label, incident_id in run.locks:
+    while run.locks:
+        label, incident_id = run.locks.pop()
         locks.give_back(label, incident_id, run.lock_owner)

@@ -36,8 +36,13 @@ def create_incident(name: Any, kind: Any, incident_date: Any = None,
     if not isinstance(incident_date, dt.datetime):
         raise MessageTypeError(f"CreateIncident(): incident_date {incident_date!r} must be a "
                                "datetime, a date or an ISO 8601 string")
-    if timezone.is_naive(incident_date):
-        incident_date = timezone.make_aware(incident_date)
+    try:
+        if timezone.is_naive(incident_date):
+            incident_date = timezone.make_aware(incident_date)
+        incident_date.astimezone(dt.UTC)  # stored in UTC: it must exist there
+    except (OverflowError, ValueError):
+        raise MessageError(f"CreateIncident(): incident_date {incident_date!r} is out of the "
+                           "range of dates that can be stored; give a real date") from None
     if parameters is None:
         parameters = {}
     if not isinstance(parameters, dict):

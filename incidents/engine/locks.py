@@ -19,11 +19,22 @@ from incidents.models import Lock
 
 logger = logging.getLogger(__name__)
 
+try:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    #: Errors meaning the lock store is out of reach for now (the message waits and retries).
+    UNAVAILABLE: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError)
+except ImportError:  # redis is optional
+    UNAVAILABLE = ()
+
 
 class LockBackend(Protocol):
-    def acquire(self, label: str, incident_id: str, owner: str, lease: float) -> bool: ...
+    def acquire(self, label: str, incident_id: str, owner: str, lease: float,
+                heir_of: str = "") -> bool: ...
     def renew(self, label: str, incident_id: str, owner: str, lease: float) -> bool: ...
     def release(self, label: str, incident_id: str, owner: str) -> bool: ...
+    def release_left_by(self, label: str, incident_id: str, owner_prefix: str) -> bool: ...
     def is_locked(self, label: str, incident_id: str) -> bool: ...
     def clear(self, incident_id: str) -> int: ...
 
@@ -31,7 +42,8 @@ class LockBackend(Protocol):
 class DatabaseLocks:
     """Locks as rows with a unique (incident, label); an expired row may be taken over."""
 
-    def acquire(self, label: str, incident_id: str, owner: str, lease: float) -> bool:
+    def acquire(self, label: str, incident_id: str, owner: str, lease: float,
+                heir_of: str = "") -> bool:
         now = timezone.now()
         expires = now + timedelta(seconds=lease)
         try:
@@ -40,10 +52,13 @@ class DatabaseLocks:
                                     acquired_at=now, expires_at=expires)
             return True
         except IntegrityError:
-            # Held: take it only if the lease ran out or we hold it already (re-entrant).
+            # Held: take it only if the lease ran out, we hold it already (re-entrant), or
+            # its holder is one we inherit from (an earlier, dead run of the same message).
+            takeover = Q(expires_at__lte=now) | Q(owner=owner)
+            if heir_of:
+                takeover |= Q(owner__startswith=heir_of)
             return bool(
-                Lock.objects.filter(incident_id=incident_id, label=label)
-                .filter(Q(expires_at__lte=now) | Q(owner=owner))
+                Lock.objects.filter(incident_id=incident_id, label=label).filter(takeover)
                 .update(owner=owner, acquired_at=now, expires_at=expires)
             )
 
@@ -53,6 +68,11 @@ class DatabaseLocks:
 
     def release(self, label: str, incident_id: str, owner: str) -> bool:
         deleted, _ = Lock.objects.filter(incident_id=incident_id, label=label, owner=owner).delete()
+        return bool(deleted)
+
+    def release_left_by(self, label: str, incident_id: str, owner_prefix: str) -> bool:
+        deleted, _ = Lock.objects.filter(incident_id=incident_id, label=label,
+                                         owner__startswith=owner_prefix).delete()
         return bool(deleted)
 
     def is_locked(self, label: str, incident_id: str) -> bool:
@@ -68,12 +88,14 @@ class RedisLocks:
     """Locks as Redis keys with a TTL; release and takeover check the owner atomically."""
 
     _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+    _RELEASE_LEFT = ("local v = redis.call('get', KEYS[1]) if v and string.sub(v, 1, #ARGV[1]) "
+                     "== ARGV[1] then return redis.call('del', KEYS[1]) end return 0")
     _RENEW = ("if redis.call('get', KEYS[1]) == ARGV[1] then "
               "return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0")
     _ACQUIRE = (
         "local v = redis.call('get', KEYS[1]) "
-        "if v == false or v == ARGV[1] then redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2]) "
-        "return 1 end return 0"
+        "if v == false or v == ARGV[1] or (ARGV[3] ~= '' and string.sub(v, 1, #ARGV[3]) == ARGV[3]) "
+        "then redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end return 0"
     )
 
     def __init__(self, url: str) -> None:
@@ -83,14 +105,16 @@ class RedisLocks:
         self._acquire = self.client.register_script(self._ACQUIRE)
         self._release = self.client.register_script(self._RELEASE)
         self._renew = self.client.register_script(self._RENEW)
+        self._release_left = self.client.register_script(self._RELEASE_LEFT)
 
     @staticmethod
     def _key(label: str, incident_id: str) -> str:
         return f"workflow:lock:{incident_id}:{label}"
 
-    def acquire(self, label: str, incident_id: str, owner: str, lease: float) -> bool:
+    def acquire(self, label: str, incident_id: str, owner: str, lease: float,
+                heir_of: str = "") -> bool:
         return bool(self._acquire(keys=[self._key(label, incident_id)],
-                                  args=[owner, max(1, int(lease * 1000))]))
+                                  args=[owner, max(1, int(lease * 1000)), heir_of]))
 
     def renew(self, label: str, incident_id: str, owner: str, lease: float) -> bool:
         return bool(self._renew(keys=[self._key(label, incident_id)],
@@ -98,6 +122,9 @@ class RedisLocks:
 
     def release(self, label: str, incident_id: str, owner: str) -> bool:
         return bool(self._release(keys=[self._key(label, incident_id)], args=[owner]))
+
+    def release_left_by(self, label: str, incident_id: str, owner_prefix: str) -> bool:
+        return bool(self._release_left(keys=[self._key(label, incident_id)], args=[owner_prefix]))
 
     def is_locked(self, label: str, incident_id: str) -> bool:
         return bool(self.client.exists(self._key(label, incident_id)))
@@ -193,9 +220,10 @@ class LeaseRenewer:
 renewer = LeaseRenewer()
 
 
-def take(label: str, incident_id: str, owner: str) -> bool:
-    """Acquire without waiting; a lock taken is renewed until given back."""
-    if backend().acquire(label, incident_id, owner, lease()):
+def take(label: str, incident_id: str, owner: str, heir_of: str = "") -> bool:
+    """Acquire without waiting; a lock taken is renewed until given back. A lock held by an
+    owner starting with `heir_of` is taken over (a dead earlier run of the same message)."""
+    if backend().acquire(label, incident_id, owner, lease(), heir_of):
         renewer.hold(label, incident_id, owner)
         return True
     return False

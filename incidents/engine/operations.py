@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from incidents.engine import lifecycle, outbox, registry, sending
 from incidents.engine.context import StagedEnding
-from incidents.engine.validation import check_incident_id
+from incidents.engine.validation import check_incident_id, check_text
 from incidents.exceptions import MessageError, UnknownIncident
 from incidents.models import (
     IN_FLIGHT_STATUSES,
@@ -49,7 +49,7 @@ def start_incident(*, kind: str, name: str, incident_date: Any = None,
     return incident_id
 
 
-def _live_or_unknown(incident_id: Any, where: str) -> Incident:
+def existing(incident_id: Any, where: str) -> Incident:
     incident_id = check_incident_id(incident_id, where=where)
     incident = Incident.objects.filter(pk=incident_id).first()
     if incident is None:
@@ -61,7 +61,7 @@ def _live_or_unknown(incident_id: Any, where: str) -> Incident:
 def cancel_incident(incident_id: Any, *, reason: str = "", by: str = "") -> bool:
     """Cancel: CANCELLED with a reason; queued messages are not handled; cleanup runs once
     nothing is in flight. False if the incident had already ended."""
-    incident = _live_or_unknown(incident_id, "cancel")
+    incident = existing(incident_id, "cancel")
     with transaction.atomic():
         lifecycle.stage_ending(str(incident.pk), IncidentStatus.CANCELLED, reason,
                                where="cancel", by=by)
@@ -79,7 +79,9 @@ class KillReport:
 def kill_incident(incident_id: Any, *, reason: str = "", by: str = "") -> KillReport:
     """Kill: KILLED; its messages in flight are logged NOT PROCESSED and revoked (a handler
     running one is terminated), and cleanup runs at once."""
-    incident = _live_or_unknown(incident_id, "kill")
+    incident = existing(incident_id, "kill")
+    check_text(reason, where="kill", name="reason", max_length=10_000)
+    check_text(by, where="kill", name="by", max_length=200)
     ending = StagedEnding(str(incident.pk), IncidentStatus.KILLED, reason, force=True, by=by)
     with transaction.atomic():
         in_flight = list(MessageLog.objects.select_for_update()

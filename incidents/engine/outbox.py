@@ -12,9 +12,9 @@ from datetime import timedelta
 
 from django.db import transaction
 from django.utils import timezone
-from kombu.exceptions import OperationalError
 
 from incidents import conf
+from incidents.engine import failpoints
 from incidents.engine.context import StagedMessage
 from incidents.models import MessageLog, MessageStatus
 
@@ -56,6 +56,7 @@ def publish(rows: Sequence[MessageLog]) -> int:
     rows = [r for r in rows if r.status == MessageStatus.QUEUED]
     if not rows:
         return 0
+    failpoints.hit("before_publish")
     from wfproject.celery import app
 
     sent: list[str] = []
@@ -65,9 +66,10 @@ def publish(rows: Sequence[MessageLog]) -> int:
                 app.send_task(task_name(row.destination), args=[row.body], task_id=str(row.id),
                               queue=row.destination, producer=producer)
                 sent.append(str(row.id))
-    except (OperationalError, OSError) as exc:
-        logger.warning("broker unreachable; %d message(s) left for the relay (incident %s): %s",
+    except Exception as exc:  # unreachable, nacked (publisher confirms), ...: never fatal here
+        logger.warning("publish failed; %d message(s) left for the relay (incident %s): %r",
                        len(rows) - len(sent), rows[0].incident_id, exc, exc_info=True)
+    failpoints.hit("before_mark_sent")
     if sent:
         # A fast consumer may already have moved a row on to PROCESSING; leave that alone.
         MessageLog.objects.filter(pk__in=sent, status=MessageStatus.QUEUED).update(

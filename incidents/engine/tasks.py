@@ -39,11 +39,11 @@ def bind_queue(queue: str, time_limit: float | None = None) -> None:
                 redelivered=retake or bool(delivery.get("redelivered")))
         except Deferred as wait:
             raise _retry_later(self, wait.delay) from None
-        except (OperationalError, InterfaceError) as exc:
-            # The database is restarting or out of reach; the handler's effects were not
-            # committed. The message may already be claimed, so the retry takes it over.
-            logger.warning("queue %s: database unavailable (%s); message %s retried",
-                           queue, exc, self.request.id)
+        except (OperationalError, InterfaceError, *locks.UNAVAILABLE) as exc:  # type: ignore[misc]
+            # The database or the lock store is restarting or out of reach; the handler's
+            # effects were not committed. The message may be claimed, so the retry takes it over.
+            logger.warning("queue %s: database or lock store unavailable (%s); message %s "
+                           "retried", queue, exc, self.request.id)
             raise _retry_later(self, locks.retry_delay(self.request.retries + 4),
                                kwargs={"retake": True}) from exc
         if outcome.result is dispatch.Result.REJECTED:

@@ -10,12 +10,14 @@ from typing import Any
 from incidents.exceptions import MessageError, MessageTypeError, QueueNameError
 
 NUL_FAULT = "contains a NUL character (\\x00), which the database cannot store; remove it"
-_QUEUE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,199}$")
+_QUEUE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,199}")
+MAX_DEPTH = 100  # nesting of JSON values; deeper is refused before any serialiser recurses
+MAX_INT_BITS = 10_000  # about 3,000 digits; larger integers do not survive every JSON parser
 
 
 def check_queue_name(queue: Any, *, internal_ok: bool = False) -> str:
     """Return `queue` if it is a usable queue name, else raise QueueNameError."""
-    if not isinstance(queue, str) or not _QUEUE_NAME.match(queue):
+    if not isinstance(queue, str) or not _QUEUE_NAME.fullmatch(queue):
         raise QueueNameError(
             f"queue {queue!r} is not a valid queue name; use 1-200 characters from "
             "letters, digits and _ . : - (not starting with . : or -)",
@@ -60,12 +62,18 @@ def _text_fault(text: str, subject: str) -> str | None:
     return None
 
 
-def _json_fault(value: Any, path: str) -> str | None:
+def _json_fault(value: Any, path: str, depth: int = 0) -> str | None:
     """Describe the first part of `value` that would not survive a JSON round trip."""
     if isinstance(value, str):
         return _text_fault(value, path)
-    if value is None or isinstance(value, (bool, int)):
+    if value is None or isinstance(value, bool):
         return None
+    if isinstance(value, int):
+        return None if value.bit_length() <= MAX_INT_BITS else (
+            f"{path} is an integer of {value.bit_length():,} bits, too large for JSON; "
+            "send it as a string")
+    if depth > MAX_DEPTH:
+        return f"{path} is nested deeper than {MAX_DEPTH} levels; flatten it"
     if isinstance(value, float):
         return None if math.isfinite(value) else f"{path} is {value!r}, which JSON cannot hold"
     if isinstance(value, dict):
@@ -76,13 +84,13 @@ def _json_fault(value: Any, path: str) -> str | None:
             fault = _text_fault(key, f"{path} has a key that")
             if fault:
                 return fault
-            fault = _json_fault(item, f"{path}[{key!r}]")
+            fault = _json_fault(item, f"{path}[{key!r}]", depth + 1)
             if fault:
                 return fault
         return None
     if isinstance(value, (list, tuple)):
         for index, item in enumerate(value):
-            fault = _json_fault(item, f"{path}[{index}]")
+            fault = _json_fault(item, f"{path}[{index}]", depth + 1)
             if fault:
                 return fault
         return None
@@ -92,10 +100,7 @@ def _json_fault(value: Any, path: str) -> str | None:
 
 def to_json(value: Any, *, where: str, name: str) -> str:
     """Serialise `value` to JSON text, or raise MessageError naming the offending key."""
-    try:
-        fault = _json_fault(value, name)
-    except RecursionError:
-        fault = f"{name} is nested too deeply to be JSON; flatten it"
+    fault = _json_fault(value, name)
     if fault:
         raise MessageError(f"{where}: {fault}")
     return json.dumps(value, separators=(",", ":"), allow_nan=False)
@@ -115,3 +120,16 @@ def check_text(value: Any, *, where: str, name: str, max_length: int,
     if fault:
         raise MessageError(f"{where}: {fault}")
     return value
+
+
+def check_seconds(value: Any, *, where: str, name: str) -> float:
+    """A finite, non-negative number of seconds (bool is not a number here)."""
+    try:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError
+        seconds = float(value)
+    except (TypeError, OverflowError):
+        seconds = float("nan")
+    if not math.isfinite(seconds) or seconds < 0:
+        raise MessageError(f"{where}: {name} {value!r:.40} must be a finite number of seconds >= 0")
+    return seconds

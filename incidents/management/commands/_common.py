@@ -14,9 +14,9 @@ def json_object(text: str | None, option: str) -> dict[str, Any] | None:
         return None
     try:
         value = json.loads(text)
-    except json.JSONDecodeError as exc:
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, huge numbers, deep nesting
         raise CommandError(f"{option}: not valid JSON ({exc}); give an object such as "
-                           '\'{"size": 1000}\'') from exc
+                           '\'{"size": 1000}\'') from None
     if not isinstance(value, dict):
         raise CommandError(f"{option}: {text!r} is JSON but not an object; wrap it in {{...}}")
     return value

@@ -6,7 +6,6 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from incidents.engine import operations
-from incidents.engine.validation import check_incident_id
 from incidents.exceptions import WorkflowError
 from incidents.models import LIVE_INCIDENT_STATUSES, Incident
 
@@ -27,20 +26,21 @@ class Command(BaseCommand):
         if opts["incident_ids"] and opts["kind"]:
             raise CommandError("give incident ids or --kind, not both")
         try:
+            # Every id is checked before anything is killed.
+            chosen = [operations.existing(i, "kill").pk for i in opts["incident_ids"]]
             if opts["dry_run"]:
                 targets = Incident.objects.filter(status__in=LIVE_INCIDENT_STATUSES)
                 if opts["kind"]:
                     targets = targets.filter(kind=opts["kind"])
-                if opts["incident_ids"]:
-                    targets = targets.filter(pk__in=[check_incident_id(i, where="kill")
-                                                     for i in opts["incident_ids"]])
+                if chosen:
+                    targets = targets.filter(pk__in=chosen)
                 for incident in targets:
                     self.stdout.write(f"would kill {incident.pk} {incident.name} ({incident.status})")
                 self.stdout.write(f"{targets.count()} incident(s) would be killed")
                 return
-            if opts["incident_ids"]:
+            if chosen:
                 reports = [operations.kill_incident(i, reason=opts["reason"], by=operator())
-                           for i in opts["incident_ids"]]
+                           for i in chosen]
             else:
                 reports = operations.kill_live_incidents(kind=opts["kind"], reason=opts["reason"],
                                                          by=operator())

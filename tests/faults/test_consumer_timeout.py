@@ -9,8 +9,7 @@ import pytest
 from incidents import workflow
 from incidents.models import HandlerState, IncidentStatus, MessageLog, MessageStatus
 
-from .conftest import wait_until
-from .test_e2e import ended
+from ..conftest import ended, wait_until
 
 pytestmark = pytest.mark.services
 

@@ -13,8 +13,7 @@ from incidents import workflow
 from incidents.engine import deadletter
 from incidents.models import IncidentStatus, MessageLog
 
-from .conftest import wait_until
-from .test_e2e import ended
+from ..conftest import ended, wait_until
 
 pytestmark = pytest.mark.e2e
 

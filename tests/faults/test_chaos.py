@@ -1,0 +1,37 @@
+"""Workers SIGKILLed again and again at random moments, including inside the commit and
+between commit and publish: nothing is lost and no effect is applied twice."""
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from incidents.processes import WorkerGroup, worker_env
+
+from ..conftest import TEST_MODULES, wait_until
+from . import workload
+
+pytestmark = pytest.mark.e2e
+
+# Each worker kills itself now and then at the worst moments (see engine/failpoints.py).
+FAILPOINTS = "before_commit:0.01,in_commit:0.01,before_publish:0.01,before_mark_sent:0.01"
+
+
+def test_repeated_sigkills_lose_nothing_and_apply_nothing_twice(transactional_db, broker):
+    # A run killed between commit and publish leaves its sends to the relay: relay quickly.
+    env = worker_env({"WORKFLOW_MODULES": TEST_MODULES, "WF_FAILPOINTS": FAILPOINTS,
+                      "WORKFLOW_RELAY_STALE_SECONDS": "2", "WORKFLOW_RELAY_INTERVAL_SECONDS": "1"})
+    with WorkerGroup(env=env) as group:
+        workers = [group.start("chaos1"), group.start("chaos2")]
+        work = workload.start(size=1000, hops=150)
+        for kill in range(4):
+            # Let some work happen, then kill a whole worker (main process and pool).
+            done = workload.progress(work)
+            wait_until(lambda d=done: workload.progress(work) >= d + random.randint(20, 80),
+                       what="progress before the next kill")
+            victim = random.randrange(len(workers))
+            group.kill(workers[victim])
+            workers[victim] = group.start(f"chaos{victim + 1}-{kill}")
+        workload.assert_survived(work)
+        deaths = sum(w.log_text().count("exited with 'signal 9 (SIGKILL)'") for w in group.workers)
+    assert deaths > 0, "the failpoints never fired: the test did not exercise anything"
