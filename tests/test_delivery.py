@@ -178,3 +178,28 @@ def test_another_message_cannot_take_a_dead_runs_lock_before_its_lease_ends(inci
                                    f"{uuid.uuid4()}:deadbeef", 60)
     with pytest.raises(Deferred):
         dispatch.deliver("quicksort_merge", message)
+
+
+def test_an_atomic_run_that_lost_its_lock_commits_nothing_and_is_retried(incident_id):
+    message = sent(incident_id, "quicksort_merge", node="rL", sorted=[1])
+
+    @workflow.handler
+    def loses_lock(msg):
+        workflow.Persist.Put(incident_id, {"late": True})
+        Lock.objects.all().delete()  # the lock store restarted empty mid-run
+
+    from incidents.engine import registry
+
+    spec = registry.spec_of(loses_lock)
+    spec.atomic = True
+    run = dispatch.HandlerRun(originator="loses_lock", message_id=message["MessageID"],
+                              incident_id=incident_id, attempt=1)
+    MessageLog.objects.filter(pk=message["MessageID"]).update(
+        status=MessageStatus.PROCESSING, attempts=1)
+    assert locks.take("_atomic:loses_lock", incident_id, run.lock_owner)
+    run.locks.add(("_atomic:loses_lock", incident_id))
+    with pytest.raises(Deferred, match="lost its lock"):
+        dispatch._run_and_commit(spec, run, message)
+    assert workflow.Persist.Get(incident_id, ignoreOriginator=True) == []
+    assert MessageLog.objects.get(pk=message["MessageID"]).status == MessageStatus.SENT
+    locks.renewer.drop("_atomic:loses_lock", incident_id, run.lock_owner)

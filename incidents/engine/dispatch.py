@@ -31,6 +31,9 @@ from incidents.models import (
 logger = logging.getLogger(__name__)
 
 DELIVERABLE = (MessageStatus.QUEUED, MessageStatus.SENT, MessageStatus.PROCESSING)
+#: Errors meaning a service is out of reach for now; the delivery is retried, not failed.
+INFRASTRUCTURE_ERRORS: tuple[type[Exception], ...] = (OperationalError, InterfaceError,
+                                                       *locks.UNAVAILABLE)
 
 
 class Result(enum.Enum):
@@ -51,8 +54,19 @@ class _Superseded(Exception):
     """Another delivery of the same message claimed it; this run's effects are dropped."""
 
 
-def deliver(queue: str, message: Any, *, redelivered: bool = False, retries: int = 0) -> Outcome:
-    """Handle one delivery of `message` from `queue`. Raises Deferred to be retried later."""
+class _LockLost(Exception):
+    """The run's @atomic lock expired or was taken (lock store restarted); its effects are
+    dropped and the message is handled again."""
+
+
+def deliver(queue: str, message: Any, *, redelivered: bool = False, retries: int = 0,
+            retake: bool = False) -> Outcome:
+    """Handle one delivery of `message` from `queue`. Raises Deferred to be retried later.
+
+    `redelivered`: the broker gave it back (its worker died), so a claim on it is taken over;
+    `retake`: our own retry after an infrastructure error, which may have left a claim too.
+    """
+    redelivered = redelivered or retake
     try:
         message_id, incident_id = _ids(message)
     except MessageError as exc:
@@ -88,7 +102,7 @@ def deliver(queue: str, message: Any, *, redelivered: bool = False, retries: int
         raise Deferred(f"cleanup of incident {incident_id} waits for messages in flight",
                        delay=locks.retry_delay(retries), incident_id=incident_id, queue=queue)
 
-    if row.attempts >= conf.get("MAX_ATTEMPTS"):
+    if row.attempts >= conf.get("MAX_ATTEMPTS") and not retake:
         return _give_up(spec, row)
     run = HandlerRun(originator=spec.name, message_id=message_id, incident_id=incident_id,
                      attempt=row.attempts + 1)
@@ -159,6 +173,8 @@ def _run_and_commit(spec: HandlerSpec, run: HandlerRun, message: Any) -> Outcome
     error: Exception | None = None
     try:
         spec.func(message)
+    except INFRASTRUCTURE_ERRORS:
+        raise  # the database or lock store is away: not the handler's fault; retried whole
     except Exception as exc:  # user code: any failure becomes an ERROR in the log
         error = exc
     finally:
@@ -175,7 +191,7 @@ def _run_and_commit(spec: HandlerSpec, run: HandlerRun, message: Any) -> Outcome
                 else:
                     to_publish = _commit_failure(spec, run, error, duration)
                 failpoints.hit("in_commit")
-        except (OperationalError, InterfaceError):
+        except INFRASTRUCTURE_ERRORS:
             raise  # the database is unavailable: the delivery is retried as a whole
         except DatabaseError as refused:
             if error is not None:
@@ -188,6 +204,14 @@ def _run_and_commit(spec: HandlerSpec, run: HandlerRun, message: Any) -> Outcome
         logger.warning("incident %s: message %s was claimed by another delivery; "
                        "this run's effects are dropped", run.incident_id, run.message_id)
         return Outcome(Result.DUPLICATE)
+    except _LockLost:
+        # Give the claim back so the retry starts afresh under the lock.
+        MessageLog.objects.filter(pk=str(run.message_id), status=MessageStatus.PROCESSING,
+                                  attempts=run.attempt).update(status=MessageStatus.SENT)
+        raise Deferred(f"incident {run.incident_id}: {spec.name} lost its lock before "
+                       "committing; its effects were dropped and the message is retried",
+                       delay=locks.retry_delay(0), incident_id=run.incident_id,
+                       handler=spec.name) from None
     _release_locks(run)  # committed: the next run may start before we publish
     outbox.publish_on_commit(to_publish)
     if error is not None:
@@ -207,7 +231,16 @@ def _finish_row(run: HandlerRun, status: str, duration: float, comment: str = ""
         raise _Superseded
 
 
+def _still_exclusive(run: HandlerRun) -> None:
+    """Fence the commit: an @atomic run commits only while it still holds its lock."""
+    for label, incident_id in run.locks:
+        if label.startswith("_atomic:") and not locks.backend().renew(
+                label, incident_id, run.lock_owner, locks.lease()):
+            raise _LockLost
+
+
 def _commit_success(run: HandlerRun, duration: float) -> list[MessageLog]:
+    _still_exclusive(run)
     _finish_row(run, MessageStatus.COMPLETE, duration)
     rows = outbox.log_rows(run.outbox)
     if run.puts:

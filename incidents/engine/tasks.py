@@ -5,7 +5,6 @@ import logging
 from typing import Any
 
 from celery.exceptions import Reject
-from django.db import InterfaceError, OperationalError
 
 from incidents import conf
 from incidents.engine import deadletter, dispatch, locks, outbox
@@ -34,12 +33,11 @@ def bind_queue(queue: str, time_limit: float | None = None) -> None:
     def deliver(self: Any, message: Any, retake: bool = False) -> str:
         delivery = self.request.delivery_info or {}
         try:
-            outcome = dispatch.deliver(
-                queue, message, retries=self.request.retries,
-                redelivered=retake or bool(delivery.get("redelivered")))
+            outcome = dispatch.deliver(queue, message, retries=self.request.retries, retake=retake,
+                                       redelivered=bool(delivery.get("redelivered")))
         except Deferred as wait:
             raise _retry_later(self, wait.delay) from None
-        except (OperationalError, InterfaceError, *locks.UNAVAILABLE) as exc:  # type: ignore[misc]
+        except dispatch.INFRASTRUCTURE_ERRORS as exc:
             # The database or the lock store is restarting or out of reach; the handler's
             # effects were not committed. The message may be claimed, so the retry takes it over.
             logger.warning("queue %s: database or lock store unavailable (%s); message %s "
