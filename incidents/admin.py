@@ -10,7 +10,7 @@ from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -166,6 +166,10 @@ class IncidentAdmin(admin.ModelAdmin):
     def _viewable(self, request: HttpRequest, pk: Any) -> Incident:
         if not self.has_view_permission(request):
             raise PermissionDenied
+        try:
+            uuid.UUID(str(pk))
+        except ValueError:
+            raise Http404(f"{pk!r} is not an IncidentID") from None
         return get_object_or_404(Incident, pk=pk)
 
     def single_view(self, request: HttpRequest, pk: Any, verb: str) -> Any:

@@ -164,3 +164,17 @@ def test_the_message_log_is_read_only(viewer, incident_id):
     assert "task result" in html and 'name="_save"' not in html
     assert viewer.post(url, {"status": "COMPLETE"}).status_code == 403
     assert MessageLog.objects.get().status == row.status
+
+
+@pytest.mark.parametrize("crafted", ["00000000-0000-0000-0000-000000000000", "not-a-uuid",
+                                     "../../etc/passwd", "1 OR 1=1"])
+def test_crafted_ids_find_nothing(operator, crafted):
+    for name in ("change", "cancel", "kill", "graph", "live"):
+        try:
+            url = reverse(f"admin:incidents_incident_{name}", args=[crafted])
+        except Exception:  # a malformed id does not even route
+            continue
+        response = operator.get(url)
+        assert response.status_code in (302, 404), (name, response.status_code)
+    response = operator.get(f"/admin/incidents/incident/{crafted}/kill/")
+    assert response.status_code in (302, 404)
