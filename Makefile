@@ -5,7 +5,7 @@ WORKFLOW ?= quicksort
 SIZE ?= 1000
 STACK_ENV = eval "$$($(PY) -m tests.stack env)"
 
-.PHONY: install demo serve test lint test-embedded test-services services clean
+.PHONY: install demo serve test lint test-embedded test-services soak services clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -56,6 +56,10 @@ test-services: install
 	  echo "SKIPPED the RabbitMQ + PostgreSQL pass: no server on 127.0.0.1; start them with"; \
 	  echo "  sudo .ci/services   (needs rabbitmq-server, postgresql, redis-server)"; \
 	fi
+
+## The long soak (1,000 incidents x 200 hops) on the configured stack; see docs/RELIABILITY.md.
+soak: install
+	$(PY) -m bench.soak --incidents $${INCIDENTS:-1000} --hops $${HOPS:-200} --workers 2
 
 ## Start RabbitMQ, PostgreSQL and Redis on loopback (root; Debian packages installed).
 services:

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from incidents import workflow
 from incidents.engine import locks
-from incidents.exceptions import LockTimeout, MessageError
+from incidents.exceptions import LockTimeout, WorkflowError
 from incidents.models import Lock
 
 from .conftest import need_service
@@ -100,7 +100,7 @@ def test_locks_a_handler_takes_are_released_when_it_returns(backend, incident_id
 
 @pytest.mark.parametrize(("label", "timeout"), [("", None), (5, None), ("ok", -1), ("ok", "1")])
 def test_bad_lock_arguments_are_refused(incident_id, label, timeout):
-    with pytest.raises(MessageError):
+    with pytest.raises(WorkflowError):
         workflow.GetLock(label, incident_id, timeout=timeout)
     assert not Lock.objects.exists()
 

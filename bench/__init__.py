@@ -1,0 +1,1 @@
+"""Benchmarks and soak runs (`make soak`); not part of `make test` except a short soak."""
