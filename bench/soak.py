@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
-
-os.environ.setdefault("WORKFLOW_MODULES", "bench.chain")
 
 from django.conf import settings
 from django.core.management import call_command

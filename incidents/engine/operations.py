@@ -50,6 +50,7 @@ def start_incident(*, kind: str, name: str, incident_date: Any = None,
 
 
 def existing(incident_id: Any, where: str) -> Incident:
+    """The incident with this id, or a clear UnknownIncident / bad-id error."""
     incident_id = check_incident_id(incident_id, where=where)
     incident = Incident.objects.filter(pk=incident_id).first()
     if incident is None:
