@@ -11,7 +11,7 @@ from incidents.processes import WorkerGroup, worker_env
 from ..conftest import TEST_MODULES, wait_until
 from . import workload
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 # Each worker kills itself now and then at the worst moments (see engine/failpoints.py).
 FAILPOINTS = "before_commit:0.01,in_commit:0.01,before_publish:0.01,before_mark_sent:0.01"
@@ -23,7 +23,7 @@ def test_repeated_sigkills_lose_nothing_and_apply_nothing_twice(transactional_db
                       "WORKFLOW_RELAY_STALE_SECONDS": "2", "WORKFLOW_RELAY_INTERVAL_SECONDS": "1"})
     with WorkerGroup(env=env) as group:
         workers = [group.start("chaos1"), group.start("chaos2")]
-        work = workload.start(size=1000, hops=150)
+        work = workload.start(size=2000, hops=300)
         for kill in range(4):
             # Let some work happen, then kill a whole worker (main process and pool).
             done = workload.progress(work)
@@ -34,4 +34,5 @@ def test_repeated_sigkills_lose_nothing_and_apply_nothing_twice(transactional_db
             workers[victim] = group.start(f"chaos{victim + 1}-{kill}")
         workload.assert_survived(work)
         deaths = sum(w.log_text().count("exited with 'signal 9 (SIGKILL)'") for w in group.workers)
+    print(f"chaos: {deaths} pool processes killed at failpoints, 4 whole workers killed")
     assert deaths > 0, "the failpoints never fired: the test did not exercise anything"

@@ -13,7 +13,7 @@ from incidents.processes import WorkerGroup, worker_env
 from ..conftest import TEST_MODULES, need_service, wait_until
 from . import services, workload
 
-pytestmark = pytest.mark.services
+pytestmark = [pytest.mark.services, pytest.mark.timeout(900)]
 
 OUTAGE_SECONDS = 5  # how long the service stays away (not a timing assertion)
 
@@ -24,7 +24,7 @@ def run_through(outage_start, outage_end, extra_env=None) -> None:
     with WorkerGroup(env=env) as group:
         group.start("o1")
         group.start("o2")
-        work = workload.start(size=1000, hops=150)
+        work = workload.start(size=2000, hops=300)
         wait_until(lambda: workload.progress(work) >= 60, what="the run to get going")
         outage_start()
         try:
