@@ -38,9 +38,9 @@ def send(message: Any, queue: Any, src_tag: Any = "", dest_tag: Any = "") -> str
     body = {**message, "IncidentID": incident_id, "MessageID": message_id,
             "originator": staging.originator}
     text = to_json(body, where="send()", name="message")
-    limit = conf.get("MAX_MESSAGE_BYTES")
-    if len(text.encode()) > limit:
-        raise MessageError(f"send(): message is {len(text.encode())} bytes, over the limit of "
+    limit, size = conf.get("MAX_MESSAGE_BYTES"), len(text.encode())
+    if size > limit:
+        raise MessageError(f"send(): message is {size} bytes, over the limit of "
                            f"{limit} (WORKFLOW_MAX_MESSAGE_BYTES); send a reference to the data "
                            "(a file path or database key) instead of the data itself",
                            incident_id=incident_id, queue=queue)
