@@ -25,7 +25,7 @@ DEFAULTS: dict[str, Any] = {
     "RELAY_STALE_SECONDS": 10.0,
     # Retry delays (seconds) for a message waiting for an atomic handler's lock or for cleanup.
     "RETRY_MIN_SECONDS": 0.05,
-    "RETRY_MAX_SECONDS": 2.0,
+    "RETRY_MAX_SECONDS": 5.0,
     # Worker threads started by workflow.execute().
     "EXECUTE_CONCURRENCY": 2,
     # Seconds a handler may run (0: no limit; RegisterHandler(time_limit=...) per queue). At

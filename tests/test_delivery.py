@@ -153,7 +153,7 @@ def test_a_message_whose_handling_keeps_dying_is_given_up_as_error(incident_id, 
     outcome = dispatch.deliver("probe_chain", message, redelivered=True)
     assert outcome.result is Result.ERROR
     row = MessageLog.objects.get(pk=message["MessageID"])
-    assert row.status == MessageStatus.ERROR and "after 3 attempts" in row.comment
+    assert row.status == MessageStatus.ERROR and "3 attempts ended without a result" in row.comment
     incident = Incident.objects.get(pk=incident_id)
     assert incident.status == IncidentStatus.ERROR and "gave up" in incident.comment
     assert MessageLog.objects.filter(destination="_Cleanup").exists()
@@ -203,3 +203,37 @@ def test_an_atomic_run_that_lost_its_lock_commits_nothing_and_is_retried(inciden
     assert workflow.Persist.Get(incident_id, ignoreOriginator=True) == []
     assert MessageLog.objects.get(pk=message["MessageID"]).status == MessageStatus.SENT
     locks.renewer.drop("_atomic:loses_lock", incident_id, run.lock_owner)
+
+
+def test_a_takeover_that_must_wait_for_the_lock_gives_the_claim_back(incident_id):
+    import uuid
+
+    message = sent(incident_id, "quicksort_merge", node="rL", sorted=[1])
+    MessageLog.objects.filter(pk=message["MessageID"]).update(
+        status=MessageStatus.PROCESSING, attempts=1)  # its run died
+    assert locks.backend().acquire("_atomic:merge_handler", incident_id, f"{uuid.uuid4()}:x", 60)
+    with pytest.raises(Deferred):
+        dispatch.deliver("quicksort_merge", message, redelivered=True)
+    # The retried copy is not marked redelivered; it must still be handled, not dropped.
+    assert MessageLog.objects.get(pk=message["MessageID"]).status == MessageStatus.SENT
+
+
+def test_an_engine_error_retries_the_message_and_finally_logs_it_error(incident_id, monkeypatch):
+    from celery.exceptions import Retry
+
+    from incidents.engine import tasks
+    from wfproject.celery import app
+
+    message = sent(incident_id, "probe_chain", left=1)
+    task = app.tasks["workflow.probe_chain"]
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("engine bug")
+
+    monkeypatch.setattr(dispatch, "deliver", broken)
+    with pytest.raises(Retry):  # in a worker: sent back to its queue to be tried again
+        task.run(message)
+    assert task.run(message, errors=tasks.MAX_ERROR_RETRIES) == "ERROR"
+    row = MessageLog.objects.get(pk=message["MessageID"])
+    assert row.status == MessageStatus.ERROR and "engine bug" in row.comment
+    assert Incident.objects.get(pk=incident_id).status == IncidentStatus.ERROR

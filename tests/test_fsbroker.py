@@ -80,4 +80,32 @@ def test_a_message_held_by_a_dead_process_goes_back_marked_redelivered(tmp_path)
         assert message.delivery_info["redelivered"] is True
         message.ack()
         queue.close()
-    assert [p.name for p in (tmp_path / "processed").iterdir()] == []
+    assert [p.name for p in (tmp_path / "processed").iterdir() if not p.name.startswith(".")] == []
+
+
+def test_a_file_that_is_not_a_message_is_set_aside(tmp_path):
+    with connection(tmp_path) as conn:
+        (tmp_path / "queue" / "000000000000001_x.junk.msg").write_bytes(b"\xff not json")
+        queue = conn.SimpleQueue("junk")
+        queue.put({"good": 1})
+        assert queue.get(timeout=1).payload == {"good": 1}
+        queue.close()
+    assert (tmp_path / "processed" / ".unreadable-000000000000001_x.junk.msg").exists()
+
+
+def test_messages_of_a_dead_holder_are_recovered_even_if_its_pid_was_reused(tmp_path):
+    from incidents.engine import fsbroker
+
+    with connection(tmp_path) as conn:
+        queue = conn.SimpleQueue("reused")
+        queue.put({"n": 7})
+        message = queue.get(timeout=1)
+        held = next(p for p in (tmp_path / "processed").iterdir() if not p.name.startswith("."))
+        # Pretend its holder was process 1 (always alive) that left no liveness file.
+        fake = held.with_name(f"{fsbroker.HOST}~1-deadbeef~{held.name.split('~', 2)[2]}")
+        held.rename(fake)
+        conn.default_channel._held.clear()
+        assert conn.default_channel.recover_abandoned() == 1
+        assert queue.get(timeout=1).payload == {"n": 7}
+        del message
+        queue.close()

@@ -109,11 +109,16 @@ def deliver(queue: str, message: Any, *, redelivered: bool = False, retries: int
     # Unique per delivery: two copies of one message must not share (and free) a lock.
     run.lock_owner = f"{message_id}:{uuid.uuid4().hex}"
     atomic_label = f"_atomic:{spec.name}"
-    # Taking over a claim whose run died, we also inherit the lock that run held; otherwise
-    # the incident would wait for its lease to run out.
-    heir_of = f"{message_id}:" if row.status == MessageStatus.PROCESSING else ""
+    # Taking over from a run that died, we also inherit the lock it held; otherwise the
+    # incident would wait for its lease to run out.
+    heir_of = f"{message_id}:" if redelivered or row.status == MessageStatus.PROCESSING else ""
     if spec.atomic:
         if not locks.take(atomic_label, incident_id, run.lock_owner, heir_of):
+            if row.status == MessageStatus.PROCESSING:
+                # Give the dead run's claim back: the retried copy is not marked redelivered
+                # and would otherwise be dropped as a copy of a message being handled.
+                MessageLog.objects.filter(pk=row.pk, status=MessageStatus.PROCESSING,
+                                          attempts=row.attempts).update(status=MessageStatus.SENT)
             raise Deferred(f"{spec.name} is running for incident {incident_id}",
                            delay=locks.retry_delay(retries), incident_id=incident_id,
                            queue=queue, handler=spec.name)
@@ -272,11 +277,27 @@ def _commit_failure(spec: HandlerSpec, run: HandlerRun, error: Exception,
     return rows
 
 
-def _give_up(spec: HandlerSpec, row: MessageLog) -> Outcome:
+def give_up_after_errors(queue: str, message: Any, error: Exception) -> None:
+    """The engine failed on this message again and again: log it ERROR, end the incident."""
+    spec = handler_for(queue)
+    row = None
+    try:
+        message_id, _ = _ids(message)
+        row = MessageLog.objects.filter(pk=message_id).first()
+    except MessageError:
+        pass
+    if spec is None or row is None:
+        logger.error("queue %s: gave up on a message after repeated errors: %r", queue, error)
+        return
+    _give_up(spec, row, f"the engine failed on it repeatedly: {error!r}")
+
+
+def _give_up(spec: HandlerSpec, row: MessageLog, why: str = "") -> Outcome:
     """A message whose handling keeps dying (worker killed, hard time limit) is not retried
     for ever: it is logged ERROR and the incident follows the error policy."""
-    reason = (f"handler {spec.name} gave up on message {row.pk} after {row.attempts} attempts "
-              "that ended without a result (worker killed or over its time limit)")
+    reason = (f"handler {spec.name} gave up on message {row.pk}: " + (why or (
+        f"{row.attempts} attempts ended without a result (worker killed or over its time "
+        "limit)"))).replace("\x00", "\\x00")
     with transaction.atomic():
         if not MessageLog.objects.filter(pk=row.pk, attempts=row.attempts,
                                          status__in=DELIVERABLE).update(

@@ -10,6 +10,8 @@ has died are put back on their queue, marked redelivered.
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import logging
 import os
 import socket
 import time
@@ -22,18 +24,44 @@ from kombu.transport import filesystem
 from kombu.utils.encoding import bytes_to_str, str_to_bytes
 from kombu.utils.json import dumps, loads
 
+logger = logging.getLogger(__name__)
 HOST = socket.gethostname().replace("~", "-")
 RECOVERY_INTERVAL_SECONDS = 5.0
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+class _Liveness:
+    """Each process holds an exclusive flock on a file named after it for as long as it
+    lives; a holder whose file can be locked by someone else is dead. Unlike a pid check,
+    this is not fooled by a new process that got the same pid."""
+
+    def __init__(self) -> None:
+        self._pid: int | None = None
+        self._file: Any = None
+        self.name = ""
+
+    def holder(self, folder: str) -> str:
+        if self._pid != os.getpid():  # first use in this process (or in a forked child)
+            self._pid = os.getpid()
+            self.name = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+            self._file = open(os.path.join(folder, f".alive~{HOST}~{self.name}"), "w")  # noqa: SIM115
+            fcntl.flock(self._file, fcntl.LOCK_EX)
+        return self.name
+
+    @staticmethod
+    def is_alive(folder: str, holder: str) -> bool:
+        path = os.path.join(folder, f".alive~{HOST}~{holder}")
+        try:
+            with open(path) as f:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except FileNotFoundError:
+            return False
+        except BlockingIOError:
+            return True
+        os.remove(path)  # we got its lock: its process is gone
         return False
-    except PermissionError:
-        return True
-    return True
+
+
+_liveness = _Liveness()
 
 
 def _mark_redelivered(payload: dict[str, Any]) -> dict[str, Any]:
@@ -47,6 +75,7 @@ class Channel(filesystem.Channel):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._held: dict[str, str] = {}  # delivery tag -> file in the processed folder
+        self._no_ack: set[str] = set()  # queues consumed without acks (Celery's pidbox)
         self._recovered_at = 0.0
 
     def _write(self, name: str, payload: Any) -> None:
@@ -67,23 +96,37 @@ class Channel(filesystem.Channel):
                 continue
             taken = self._take(os.path.join(self.data_folder_in, name), name)
             if taken is None:
-                continue  # another consumer took it first
+                continue  # another consumer took it first, or it was not a message
             held, payload = taken
-            self._held[payload["properties"]["delivery_tag"]] = held
+            if queue in self._no_ack:
+                os.remove(held)  # never acked: nothing to keep
+            else:
+                self._held[payload["properties"]["delivery_tag"]] = held
             return payload
         raise Empty()
+
+    def basic_consume(self, queue: str, no_ack: bool, *args: Any, **kwargs: Any) -> Any:
+        if no_ack:
+            self._no_ack.add(queue)
+        return super().basic_consume(queue, no_ack, *args, **kwargs)
 
     def _take(self, path: str, name: str) -> tuple[str, Any] | None:
         """Move a message file into the processed folder under our holder name and read it;
         None if another process moved it first."""
         held = os.path.join(self.processed_folder,
-                            f"{HOST}~{os.getpid()}~{uuid.uuid4().hex}~{name}")
+                            f"{HOST}~{_liveness.holder(self.processed_folder)}~{uuid.uuid4().hex}~{name}")
         try:
             os.rename(path, held)
         except FileNotFoundError:
             return None
-        with open(held, "rb") as f:
-            return held, loads(bytes_to_str(f.read()))
+        try:
+            with open(held, "rb") as f:
+                return held, loads(bytes_to_str(f.read()))
+        except ValueError:  # not a kombu message (a stray or corrupt file): set it aside
+            os.replace(held, os.path.join(self.processed_folder, f".unreadable-{name}"))
+            logger.error("embedded broker: %s is not a message; moved to %s/.unreadable-%s",
+                         name, self.processed_folder, name)
+            return None
 
     def basic_ack(self, delivery_tag: str, multiple: bool = False) -> None:
         super().basic_ack(delivery_tag, multiple)
@@ -117,11 +160,14 @@ class Channel(filesystem.Channel):
 
     def _restore(self, message: Any) -> None:
         """Put an unacked message back (reject with requeue, channel closed)."""
+        held = self._held.pop(message.delivery_tag, None)  # before the copy can be taken again
         payload = _mark_redelivered(message.serializable())
         for queue in self._lookup(message.delivery_info["exchange"],
                                   message.delivery_info["routing_key"]):
             self._put(queue, payload)
-        self._forget(message.delivery_tag)
+        if held:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(held)
 
     def _forget(self, delivery_tag: str) -> None:
         held = self._held.pop(delivery_tag, None)
@@ -133,12 +179,17 @@ class Channel(filesystem.Channel):
         """Return messages held by dead processes on this host to their queues."""
         self._recovered_at = time.monotonic()
         recovered = 0
+        alive_prefix = f".alive~{HOST}~"
         for held in os.listdir(self.processed_folder):
+            if held.startswith(alive_prefix):  # sweep the liveness files of dead processes
+                _Liveness.is_alive(self.processed_folder, held[len(alive_prefix):])
+                continue
             parts = held.split("~", 3)
             if len(parts) != 4:
                 continue
-            host, pid, _, name = parts
-            if host != HOST or not pid.isdigit() or _alive(int(pid)):
+            host, holder, _, name = parts
+            if host != HOST or holder == _liveness.name or _Liveness.is_alive(
+                    self.processed_folder, holder):
                 continue
             # Taken under our own holder name, so it is recovered again if we die too.
             taken = self._take(os.path.join(self.processed_folder, held), name)

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
-from celery.exceptions import Reject
+from celery.exceptions import Reject, Retry
 
 from incidents import conf
 from incidents.engine import deadletter, dispatch, locks, outbox
@@ -12,13 +13,20 @@ from incidents.exceptions import Deferred
 
 logger = logging.getLogger(__name__)
 
+#: Retries after which a message the engine keeps failing on is logged ERROR: patient with
+#: outages (database or lock store away, about an hour), quick with unexpected errors.
+MAX_OUTAGE_RETRIES = 720
+MAX_ERROR_RETRIES = 30
+
 
 def _retry_later(task: Any, countdown: float, **kwargs: Any) -> Exception:
     """Send the message back to its queue to be handled after `countdown` seconds."""
     try:
         return task.retry(countdown=countdown, max_retries=None, **kwargs)  # raises Retry
     except Reject as failed:
-        # Celery could not publish the retry and would drop the message: requeue it instead.
+        # Celery could not publish the retry and would drop the message: requeue it instead,
+        # after a pause so a broker that takes no publishes is not asked again at once.
+        time.sleep(1)
         return Reject(str(failed), requeue=True)
 
 
@@ -30,20 +38,26 @@ def bind_queue(queue: str, time_limit: float | None = None) -> None:
     if name in app.tasks:
         return
 
-    def deliver(self: Any, message: Any, retake: bool = False) -> str:
+    def deliver(self: Any, message: Any, retake: bool = False, errors: int = 0) -> str:
         delivery = self.request.delivery_info or {}
         try:
             outcome = dispatch.deliver(queue, message, retries=self.request.retries, retake=retake,
                                        redelivered=bool(delivery.get("redelivered")))
         except Deferred as wait:
-            raise _retry_later(self, wait.delay) from None
-        except dispatch.INFRASTRUCTURE_ERRORS as exc:
-            # The database or the lock store is restarting or out of reach; the handler's
-            # effects were not committed. The message may be claimed, so the retry takes it over.
-            logger.warning("queue %s: database or lock store unavailable (%s); message %s "
-                           "retried", queue, exc, self.request.id)
-            raise _retry_later(self, locks.retry_delay(self.request.retries + 4),
-                               kwargs={"retake": True}) from exc
+            raise _retry_later(self, wait.delay, kwargs={"errors": errors}) from None
+        except (Retry, Reject):
+            raise
+        except Exception as exc:  # the engine could not finish: never drop the message
+            expected = isinstance(exc, dispatch.INFRASTRUCTURE_ERRORS)
+            if errors >= (MAX_OUTAGE_RETRIES if expected else MAX_ERROR_RETRIES):
+                dispatch.give_up_after_errors(queue, message, exc)
+                return dispatch.Result.ERROR.value
+            logger.warning("queue %s: message %s retried after %s: %r", queue, self.request.id,
+                           "an outage" if expected else "an engine error", exc,
+                           exc_info=not expected)
+            # The message may be claimed already, so the retry takes the claim over.
+            raise _retry_later(self, locks.retry_delay(errors + 4),
+                               kwargs={"retake": True, "errors": errors + 1}) from exc
         if outcome.result is dispatch.Result.REJECTED:
             raise Reject(f"not a message of ours: {outcome.error or 'unknown message'}",
                          requeue=False)  # dead-lettered into _dead_letter
