@@ -37,5 +37,5 @@ def test_a_message_nested_too_deeply_is_refused(incident_id):
     deep: list = []
     for _ in range(5000):
         deep = [deep]
-    with pytest.raises(MessageError, match="nested too deeply"):
+    with pytest.raises(MessageError, match="nested deeper than 100 levels"):
         workflow.send(message={"IncidentID": incident_id, "d": deep}, queue="A_queue")
