@@ -67,6 +67,15 @@ def ended(incident_id: str) -> Incident | None:
     return incident if incident.cleaned_at else None
 
 
+def start_blocked_incident(folder, name: str) -> str:
+    """An incident whose probe_block handler has started and waits for folder/release."""
+    incident_id = workflow.CreateIncident(name=name, kind="TEST")
+    workflow.send(message={"IncidentID": incident_id, "folder": str(folder)}, queue="probe_block")
+    workflow.FlushMessages()
+    wait_until(lambda: (folder / "started-1").exists(), what="the handler to start")
+    return incident_id
+
+
 def wait_until(condition: Callable[[], object], *, timeout: float = 120, what: str = "") -> object:
     """Poll `condition` until it returns something truthy; fail after `timeout` seconds."""
     deadline = time.monotonic() + timeout

@@ -16,7 +16,7 @@ from incidents.models import FINAL_STATUSES, Incident, IncidentStatus, MessageLo
 from incidents.processes import worker_env
 from workflows import quicksort
 
-from .conftest import ended, wait_until
+from .conftest import ended, start_blocked_incident, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -108,10 +108,7 @@ def test_kill_stops_a_running_handler_and_cleans_up_at_once(workers, tmp_path):
     from incidents.engine import operations
 
     worker = workers.start("w1")
-    incident_id = workflow.CreateIncident(name="stuck", kind="TEST")
-    workflow.send(message={"IncidentID": incident_id, "folder": str(tmp_path)}, queue="probe_block")
-    workflow.FlushMessages()
-    wait_until(lambda: (tmp_path / "started-1").exists(), what="the handler to start")
+    incident_id = start_blocked_incident(tmp_path, "stuck")
     report = operations.kill_incident(incident_id, reason="runaway", by="test")
     assert report.killed and report.stopped_messages == 1
     incident = wait_until(lambda: ended(incident_id), what="the forced cleanup")

@@ -261,14 +261,14 @@ def _commit_success(run: HandlerRun, duration: float) -> list[MessageLog]:
 
 def _commit_failure(spec: HandlerSpec, run: HandlerRun, error: Exception,
                     duration: float) -> list[MessageLog]:
-    trace = "".join(traceback.format_exception(error)).replace("\x00", "\\x00")
+    trace = _storable("".join(traceback.format_exception(error)))
     _finish_row(run, MessageStatus.ERROR, duration, comment=trace[-20_000:])
     if spec.internal:
         return []
     assert run.incident_id is not None  # deliver() always knows the incident
     what = ("exceeded its time limit" if isinstance(error, SoftTimeLimitExceeded)
             else f"failed: {error!r}")
-    reason = f"handler {spec.name} {what} on message {run.message_id}".replace("\x00", "\\x00")
+    reason = _storable(f"handler {spec.name} {what} on message {run.message_id}")
     cleanup_message = lifecycle.apply_ending(
         StagedEnding(run.incident_id, IncidentStatus.ERROR, reason, by=spec.name),
         originator=run.originator)
@@ -295,9 +295,9 @@ def give_up_after_errors(queue: str, message: Any, error: Exception) -> None:
 def _give_up(spec: HandlerSpec, row: MessageLog, why: str = "") -> Outcome:
     """A message whose handling keeps dying (worker killed, hard time limit) is not retried
     for ever: it is logged ERROR and the incident follows the error policy."""
-    reason = (f"handler {spec.name} gave up on message {row.pk}: " + (why or (
+    reason = _storable(f"handler {spec.name} gave up on message {row.pk}: " + (why or (
         f"{row.attempts} attempts ended without a result (worker killed or over its time "
-        "limit)"))).replace("\x00", "\\x00")
+        "limit)")))
     with transaction.atomic():
         if not MessageLog.objects.filter(pk=row.pk, attempts=row.attempts,
                                          status__in=DELIVERABLE).update(
@@ -311,6 +311,11 @@ def _give_up(spec: HandlerSpec, row: MessageLog, why: str = "") -> Outcome:
         outbox.publish_on_commit(rows)
     logger.error("incident %s: %s", row.incident_id, reason)
     return Outcome(Result.ERROR, MessageError(reason))
+
+
+def _storable(text: str) -> str:
+    """Text from an exception, made storable: PostgreSQL refuses NUL characters."""
+    return text.replace("\x00", "\\x00")
 
 
 def _finish_unprocessed(row: MessageLog, reason: str) -> None:

@@ -8,10 +8,10 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from incidents.engine import lifecycle, outbox, registry, sending
+from incidents.engine import incidents_db, lifecycle, outbox, registry, sending
 from incidents.engine.context import StagedEnding
-from incidents.engine.validation import check_incident_id, check_text
-from incidents.exceptions import MessageError, UnknownIncident
+from incidents.engine.validation import check_text
+from incidents.exceptions import MessageError
 from incidents.models import (
     IN_FLIGHT_STATUSES,
     LIVE_INCIDENT_STATUSES,
@@ -49,20 +49,10 @@ def start_incident(*, kind: str, name: str, incident_date: Any = None,
     return incident_id
 
 
-def existing(incident_id: Any, where: str) -> Incident:
-    """The incident with this id, or a clear UnknownIncident / bad-id error."""
-    incident_id = check_incident_id(incident_id, where=where)
-    incident = Incident.objects.filter(pk=incident_id).first()
-    if incident is None:
-        raise UnknownIncident(f"{where}: no incident has IncidentID {incident_id!r}",
-                              incident_id=incident_id)
-    return incident
-
-
 def cancel_incident(incident_id: Any, *, reason: str = "", by: str = "") -> bool:
     """Cancel: CANCELLED with a reason; queued messages are not handled; cleanup runs once
     nothing is in flight. False if the incident had already ended."""
-    incident = existing(incident_id, "cancel")
+    incident = incidents_db.get(incident_id, where="cancel")
     with transaction.atomic():
         lifecycle.stage_ending(str(incident.pk), IncidentStatus.CANCELLED, reason,
                                where="cancel", by=by)
@@ -80,7 +70,7 @@ class KillReport:
 def kill_incident(incident_id: Any, *, reason: str = "", by: str = "") -> KillReport:
     """Kill: KILLED; its messages in flight are logged NOT PROCESSED and revoked (a handler
     running one is terminated), and cleanup runs at once."""
-    incident = existing(incident_id, "kill")
+    incident = incidents_db.get(incident_id, where="kill")
     check_text(reason, where="kill", name="reason", max_length=10_000)
     check_text(by, where="kill", name="by", max_length=200)
     ending = StagedEnding(str(incident.pk), IncidentStatus.KILLED, reason, force=True, by=by)

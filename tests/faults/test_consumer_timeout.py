@@ -6,10 +6,9 @@ import subprocess
 
 import pytest
 
-from incidents import workflow
 from incidents.models import HandlerState, IncidentStatus, MessageLog, MessageStatus
 
-from ..conftest import ended, wait_until
+from ..conftest import ended, start_blocked_incident, wait_until
 
 pytestmark = pytest.mark.services
 
@@ -37,10 +36,7 @@ def test_a_handler_longer_than_the_consumer_timeout_is_not_lost_nor_applied_twic
     # worker, as a supervisor's restart would, takes the redelivered message.
     workers.start("w1")
     workers.start("w2")
-    incident_id = workflow.CreateIncident(name="long handler", kind="TEST")
-    workflow.send(message={"IncidentID": incident_id, "folder": str(tmp_path)}, queue="probe_block")
-    workflow.FlushMessages()
-    wait_until(lambda: (tmp_path / "started-1").exists(), what="the handler to start")
+    incident_id = start_blocked_incident(tmp_path, "long handler")
     # RabbitMQ checks consumer timeouts about once a minute, then closes the channel and
     # requeues the message; a second run starts while the first may still be waiting.
     wait_until(lambda: (tmp_path / "started-2").exists(), timeout=150,

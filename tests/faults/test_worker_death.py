@@ -3,20 +3,16 @@ from __future__ import annotations
 
 import pytest
 
-from incidents import workflow
 from incidents.models import HandlerState, IncidentStatus, MessageLog, MessageStatus
 
-from ..conftest import ended, wait_until
+from ..conftest import ended, start_blocked_incident, wait_until
 
 pytestmark = pytest.mark.e2e
 
 
 def test_a_worker_killed_mid_handler_loses_nothing_and_applies_effects_once(workers, tmp_path):
     first = workers.start("doomed")
-    incident_id = workflow.CreateIncident(name="killed worker", kind="TEST")
-    workflow.send(message={"IncidentID": incident_id, "folder": str(tmp_path)}, queue="probe_block")
-    workflow.FlushMessages()
-    wait_until(lambda: (tmp_path / "started-1").exists(), what="the handler to start")
+    incident_id = start_blocked_incident(tmp_path, "killed worker")
     workers.kill(first)
     (tmp_path / "release").touch()
     workers.start("survivor")

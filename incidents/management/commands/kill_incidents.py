@@ -5,7 +5,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from incidents.engine import operations
+from incidents.engine import incidents_db, operations
 from incidents.exceptions import WorkflowError
 from incidents.models import LIVE_INCIDENT_STATUSES, Incident
 
@@ -27,7 +27,7 @@ class Command(BaseCommand):
             raise CommandError("give incident ids or --kind, not both")
         try:
             # Every id is checked before anything is killed.
-            chosen = [operations.existing(i, "kill").pk for i in opts["incident_ids"]]
+            chosen = [incidents_db.get(i, where="kill").pk for i in opts["incident_ids"]]
             if opts["dry_run"]:
                 targets = Incident.objects.filter(status__in=LIVE_INCIDENT_STATUSES)
                 if opts["kind"]:
