@@ -52,10 +52,10 @@ worker_consumer = "incidents.engine.consumer:Consumer"
 task_create_missing_queues = True
 task_default_queue = "_default"
 
-# Handler tasks keep their result (WORKFLOW_STORE_TASK_RESULTS, engine/tasks.py); others do not.
+# Results of handler tasks are written by the engine in the commit that finishes a message
+# (WORKFLOW_STORE_TASK_RESULTS, engine/results.py); the backend reads them back by task id.
 result_backend = "django-db"
 task_ignore_result = True
-result_extended = True  # keep task name, worker and arguments with each stored result
 
 worker_hijack_root_logger = False
 worker_send_task_events = False

@@ -24,31 +24,6 @@ from incidents.models import FINAL_STATUSES, Incident, MessageLog, MessageStatus
 from incidents.processes import WorkerGroup, worker_env
 
 
-def rss_megabytes(pid: int) -> float:
-    """Resident memory of a process and its children (the prefork pool), in MB."""
-    total = 0
-    for candidate in [pid, *children_of(pid)]:
-        try:
-            for line in Path(f"/proc/{candidate}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except OSError:
-            continue
-    return total / 1024
-
-
-def children_of(pid: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            found.append(int(stat.parent.name))
-    return found
-
-
 def run(incidents: int, hops: int, workers: int, concurrency: int, timeout: float,
         sample_seconds: float = 10) -> dict[str, Any]:
     """Run the soak and return its figures and checks."""
@@ -56,7 +31,7 @@ def run(incidents: int, hops: int, workers: int, concurrency: int, timeout: floa
 
     call_command("migrate", verbosity=0)
     expected = incidents * (hops + 1)
-    with WorkerGroup(env=worker_env({"WORKFLOW_MODULES": "bench.chain"})) as group:
+    with WorkerGroup(env=worker_env({"WORKFLOW_MODULES": "bench.handlers"})) as group:
         for n in range(workers):
             group.start(f"soak{n + 1}", concurrency=concurrency)
         ids = [workflow.CreateIncident(name=f"soak {n}", kind="SOAK") for n in range(incidents)]
@@ -71,8 +46,7 @@ def run(incidents: int, hops: int, workers: int, concurrency: int, timeout: floa
             handled = MessageLog.objects.filter(incident_id__in=ids, destination="soak_hop",
                                                 status=MessageStatus.COMPLETE).count()
             samples.append({"seconds": round(time.monotonic() - started, 1), "handled": handled,
-                            "rss_mb": round(sum(rss_megabytes(w.process.pid)
-                                                for w in group.workers), 1)})
+                            "rss_mb": round(sum(w.rss_megabytes() for w in group.workers), 1)})
             print(json.dumps(samples[-1]), flush=True)
         elapsed = time.monotonic() - started
         deadline = time.monotonic() + 120

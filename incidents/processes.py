@@ -37,6 +37,30 @@ class Worker:
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
+    def rss_megabytes(self) -> float:
+        """Resident memory of the worker and its pool processes, in MB (Linux /proc)."""
+        total = 0
+        for pid in [self.process.pid, *_children_of(self.process.pid)]:
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue  # it exited meanwhile
+            total += sum(int(line.split()[1]) for line in status.splitlines()
+                         if line.startswith("VmRSS:"))
+        return total / 1024
+
+
+def _children_of(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
 
 @dataclass
 class WorkerGroup:
@@ -46,11 +70,12 @@ class WorkerGroup:
     workers: list[Worker] = field(default_factory=list)
 
     def start(self, name: str, *, concurrency: int = 1, pool: str = "prefork",
-              queues: list[str] | None = None, timeout: float = 60.0) -> Worker:
+              queues: list[str] | None = None, timeout: float = 60.0,
+              app: str = "wfproject") -> Worker:
         log = Path(settings.VAR_DIR) / "logs" / f"{name}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         log.write_text("")
-        command = [sys.executable, "-m", "celery", "-A", "wfproject", "worker", "-n", f"{name}@%h",
+        command = [sys.executable, "-m", "celery", "-A", app, "worker", "-n", f"{name}@%h",
                    "-c", str(concurrency), "-P", pool, "-l", "INFO",
                    "--without-mingle", "--without-gossip"]
         if queues:

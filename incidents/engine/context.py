@@ -62,6 +62,7 @@ class HandlerRun(Staging):
 
     message_id: str | None = None
     incident_id: str | None = None
+    queue: str | None = None  # the queue the message came from (None: a direct call)
     attempt: int = 0
     sends: int = 0
     locks: set[tuple[str, str]] = field(default_factory=set)  # (label, incident_id)

@@ -14,7 +14,7 @@ from django.db import DatabaseError, InterfaceError, OperationalError, transacti
 from django.utils import timezone
 
 from incidents import conf
-from incidents.engine import cleanup, context, failpoints, lifecycle, locks, outbox
+from incidents.engine import cleanup, context, failpoints, lifecycle, locks, outbox, results
 from incidents.engine.context import HandlerRun, StagedEnding
 from incidents.engine.registry import HandlerSpec, handler_for
 from incidents.exceptions import Deferred, MessageError
@@ -105,7 +105,7 @@ def deliver(queue: str, message: Any, *, redelivered: bool = False, retries: int
     if row.attempts >= conf.get("MAX_ATTEMPTS") and not retake:
         return _give_up(spec, row)
     run = HandlerRun(originator=spec.name, message_id=message_id, incident_id=incident_id,
-                     attempt=row.attempts + 1)
+                     queue=queue, attempt=row.attempts + 1)
     # Unique per delivery: two copies of one message must not share (and free) a lock.
     run.lock_owner = f"{message_id}:{uuid.uuid4().hex}"
     atomic_label = f"_atomic:{spec.name}"
@@ -247,6 +247,7 @@ def _still_exclusive(run: HandlerRun) -> None:
 def _commit_success(run: HandlerRun, duration: float) -> list[MessageLog]:
     _still_exclusive(run)
     _finish_row(run, MessageStatus.COMPLETE, duration)
+    results.record(run, MessageStatus.COMPLETE)
     rows = outbox.log_rows(run.outbox)
     if run.puts:
         HandlerState.objects.bulk_create(
@@ -263,6 +264,7 @@ def _commit_failure(spec: HandlerSpec, run: HandlerRun, error: Exception,
                     duration: float) -> list[MessageLog]:
     trace = _storable("".join(traceback.format_exception(error)))
     _finish_row(run, MessageStatus.ERROR, duration, comment=trace[-20_000:])
+    results.record(run, MessageStatus.ERROR, error, trace)
     if spec.internal:
         return []
     assert run.incident_id is not None  # deliver() always knows the incident

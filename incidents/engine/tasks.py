@@ -67,7 +67,7 @@ def bind_queue(queue: str, time_limit: float | None = None) -> None:
     soft_limit = time_limit or float(conf.get("HANDLER_TIME_LIMIT_SECONDS")) or None
     hard_limit = soft_limit + float(conf.get("HARD_TIME_LIMIT_GRACE_SECONDS")) if soft_limit else None
     app.task(name=name, bind=True, shared=False, lazy=False, acks_late=True,
-             ignore_result=not conf.get("STORE_TASK_RESULTS"), max_retries=None,
+             ignore_result=True, max_retries=None,  # engine/results.py stores results
              soft_time_limit=soft_limit, time_limit=hard_limit,
              typing=False)(deliver)  # type: ignore[call-overload]
     # The declaration send_task() finds by name, also consumed by a worker without -Q.

@@ -1,0 +1,344 @@
+"""Measure one configuration (the broker and database in the environment): each shape on
+the engine and as raw Celery tasks (bench/raw.py). bench.suite runs it once per
+configuration in a fresh process; alone:
+
+    python -m bench.measure --output var/bench/result.json [--quick] [--repeat 3]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import statistics
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.management import call_command
+from django.db import connection
+from django.db.models import Max
+
+from bench import prefill, raw  # importing `incidents` (first, via these) sets Django up
+from incidents import conf, workflow
+from incidents.models import Incident, IncidentStatus, MessageLog, MessageStatus
+from incidents.processes import WorkerGroup, worker_env
+from workflows import quicksort
+
+WORKFLOW_MODULES = "bench.handlers,workflows.quicksort"
+
+
+@dataclass
+class Sizes:
+    long_chain: int = 2000  # hops of one chain
+    chains: int = 50  # parallel chains of chain_hops hops
+    chain_hops: int = 100
+    sort_size: int = 10_000
+    width: int = 1000  # scatter-gather fan-out
+    scaling_chains: int = 20
+    scaling_hops: int = 100
+    probes: int = 200  # latency samples
+    memory_messages: int = 100_000
+    log_rows: int = 1_000_000  # growth: finished rows already in the log
+    finished_incidents: int = 10_000
+    active_incidents: int = 1000
+    active_hops: int = 10
+    timeout: float = 1800.0  # seconds any one run may take
+
+
+QUICK = Sizes(long_chain=30, chains=4, chain_hops=10, sort_size=200, width=20, scaling_chains=2,
+              scaling_hops=10, probes=5, memory_messages=200, log_rows=2000,
+              finished_incidents=20, active_incidents=10, active_hops=3, timeout=120.0)
+
+
+@dataclass
+class Run:
+    seconds: float
+    messages: int
+    extra: dict[str, Any]
+
+
+def wait_for(condition: Callable[[], object], timeout: float, what: str,
+             poll: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"benchmark: timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(poll)
+
+
+class Engine:
+    """Shapes run by our handlers (bench/handlers.py, workflows/quicksort.py)."""
+
+    name = "engine"
+    app = "wfproject"
+    queues: list[str] | None = None
+
+    def __init__(self, sizes: Sizes) -> None:
+        self.sizes = sizes
+
+    def _incidents(self, count: int, kind: str) -> list[str]:
+        return [workflow.CreateIncident(name=f"bench {kind.lower()} {n}", kind=kind)
+                for n in range(count)]
+
+    def _finish(self, ids: list[str], started: float) -> float:
+        """Wait for the incidents to complete (and be cleaned, so the next run starts idle);
+        return seconds from `started` to the last completion."""
+        timeout = self.sizes.timeout
+        wait_for(lambda: Incident.objects.filter(pk__in=ids, status=IncidentStatus.COMPLETE)
+                 .count() == len(ids), timeout, f"{len(ids)} incident(s) to complete")
+        last: datetime = Incident.objects.filter(pk__in=ids).aggregate(t=Max("completed_at"))["t"]
+        wait_for(lambda: not Incident.objects.filter(pk__in=ids, cleaned_at__isnull=True)
+                 .exists(), timeout, "cleanup")
+        return last.timestamp() - started
+
+    def chains(self, count: int, hops: int) -> Run:
+        ids = self._incidents(count, "CHAIN")
+        started = time.time()
+        for incident_id in ids:
+            workflow.send(message={"IncidentID": incident_id, "left": hops - 1}, queue="soak_hop")
+        workflow.FlushMessages()
+        return Run(self._finish(ids, started), count * hops, {})
+
+    def quicksort(self, size: int, group: WorkerGroup) -> Run:
+        numbers = quicksort.random_numbers(size, seed=size)
+        retries = _retries_logged(group)
+        started = time.time()
+        incident_id, _ = quicksort.start_demo(size, seed=size)
+        seconds = self._finish([incident_id], started)
+        quicksort.check_demo(incident_id, numbers)
+        messages = MessageLog.objects.filter(incident_id=incident_id).exclude(
+            destination__startswith="_").count()
+        return Run(seconds, messages, {"lock_waits": _retries_logged(group) - retries})
+
+    def scatter(self, width: int, group: WorkerGroup) -> Run:
+        [incident_id] = self._incidents(1, "SCATTER")
+        retries = _retries_logged(group)
+        started = time.time()
+        workflow.send(message={"IncidentID": incident_id, "width": width}, queue="bench_scatter")
+        workflow.FlushMessages()
+        seconds = self._finish([incident_id], started)
+        return Run(seconds, 1 + 2 * width, {"lock_waits": _retries_logged(group) - retries})
+
+    def latency(self, probes: int) -> list[float]:
+        [incident_id] = self._incidents(1, "PROBE")
+        samples = []
+        for _ in range(probes):
+            sent_at = time.time()
+            message_id = workflow.send(message={"IncidentID": incident_id}, queue="bench_probe")
+            workflow.FlushMessages()
+            rows = MessageLog.objects.filter(pk=str(message_id), status=MessageStatus.COMPLETE)
+            wait_for(rows.exists, self.sizes.timeout, "a probe", poll=0.005)
+            samples.append(rows.get().received.timestamp() - sent_at)  # type: ignore[union-attr]
+        workflow.Complete(incident_id)
+        workflow.FlushMessages()
+        return samples
+
+
+class RawCelery:
+    """The same shapes as plain Celery tasks (bench/raw.py)."""
+
+    name = "raw"
+    app = "bench.raw"
+    queues: list[str] | None = raw.QUEUES
+
+    def __init__(self, sizes: Sizes) -> None:
+        self.sizes = sizes
+
+    def _finish(self, run: str, count: int, started: float) -> float:
+        self._wait_count(run, count)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT max(finished) FROM bench_raw_done WHERE run = %s", [run])
+            return float(cursor.fetchone()[0]) - started
+
+    def chains(self, count: int, hops: int) -> Run:
+        run, started = uuid.uuid4().hex, time.time()
+        for n in range(count):
+            raw.hop.apply_async((run, str(n), hops - 1, started), queue="raw_hop")
+        return Run(self._finish(run, count, started), count * hops, {})
+
+    def quicksort(self, size: int, group: WorkerGroup) -> Run:
+        numbers = quicksort.random_numbers(size, seed=size)
+        run, started = uuid.uuid4().hex, time.time()
+        raw.start_sort(run, numbers, started)
+        seconds = self._finish(run, 1, started)
+        with connection.cursor() as cursor:  # each merge after the root's wrote one part
+            cursor.execute("SELECT count(*) FROM bench_raw_part WHERE run = %s", [run])
+            parts = cursor.fetchone()[0]
+        return Run(seconds, 0, {"merge_parts": parts})
+
+    def scatter(self, width: int, group: WorkerGroup) -> Run:
+        run, started = uuid.uuid4().hex, time.time()
+        raw.scatter.apply_async((run, width, started), queue="raw_work")
+        return Run(self._finish(run, 1, started), 1 + 2 * width, {})
+
+    def latency(self, probes: int) -> list[float]:
+        run = uuid.uuid4().hex
+        for n in range(1, probes + 1):
+            raw.probe.apply_async((run, str(n), time.time()), queue="raw_probe")
+            self._wait_count(run, n, poll=0.005)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT finished - started FROM bench_raw_done WHERE run = %s", [run])
+            return [float(row[0]) for row in cursor.fetchall()]
+
+    def _wait_count(self, run: str, count: int, poll: float = 0.05) -> None:
+        def done() -> bool:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT count(*) FROM bench_raw_done WHERE run = %s", [run])
+                return int(cursor.fetchone()[0]) >= count
+
+        wait_for(done, self.sizes.timeout, f"{count} raw run(s)", poll=poll)
+
+
+def _retries_logged(group: WorkerGroup) -> int:
+    """Deliveries sent back to wait (an @atomic handler busy for the incident), so far."""
+    return sum(w.log_text().count(" retry: Retry in ") for w in group.workers)
+
+
+@contextmanager
+def workers(impl: Engine | RawCelery, *, concurrency: int = 2, pool: str = "prefork",
+            ) -> Iterator[WorkerGroup]:
+    env = worker_env({"WORKFLOW_MODULES": WORKFLOW_MODULES})
+    with WorkerGroup(env=env) as group:
+        group.start(f"bench-{impl.name}-{pool}{concurrency}", concurrency=concurrency,
+                    pool=pool, queues=impl.queues, app=impl.app)
+        impl.chains(2, 5)  # warm-up: connections, imports, queue declarations
+        yield group
+
+
+def stats(values: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def rates(runs: list[Run], messages: int | None = None) -> dict[str, Any]:
+    """Messages per second over the runs; per-message milliseconds from the median."""
+    per_second = [(messages or r.messages) / r.seconds for r in runs]
+    summary: dict[str, Any] = {"per_second": stats(per_second),
+                               "seconds": stats([r.seconds for r in runs]),
+                               "ms_per_message": 1000 / statistics.median(per_second),
+                               "messages": messages or runs[0].messages}
+    for key in sorted({k for r in runs for k in r.extra}):
+        summary[key] = stats([r.extra[key] for r in runs])
+    return summary
+
+
+def measure_shapes(impl: Engine | RawCelery, sizes: Sizes, repeat: int,
+                   engine_messages: dict[str, int]) -> dict[str, Any]:
+    s, out = sizes, {}
+    with workers(impl) as group:
+        out["chain_long"] = rates([impl.chains(1, s.long_chain) for _ in range(repeat)])
+        out["chains"] = rates([impl.chains(s.chains, s.chain_hops) for _ in range(repeat)])
+        sort_runs = [impl.quicksort(s.sort_size, group) for _ in range(repeat)]
+        # Both sorts pass the same messages (same numbers, same splits); the engine counted them.
+        out["quicksort"] = rates(
+            sort_runs, engine_messages.setdefault("quicksort", sort_runs[0].messages))
+        out["scatter_gather"] = rates([impl.scatter(s.width, group) for _ in range(repeat)])
+        latency = impl.latency(s.probes)
+        out["latency_ms"] = {"p50": 1000 * statistics.median(latency),
+                             "p99": 1000 * sorted(latency)[int(0.99 * (len(latency) - 1))],
+                             "samples": len(latency)}
+    return out
+
+
+def measure_scaling(impl: Engine | RawCelery, sizes: Sizes, repeat: int) -> dict[str, Any]:
+    out = {}
+    for pool in ("prefork", "threads"):
+        for concurrency in (1, 2, 4):
+            with workers(impl, concurrency=concurrency, pool=pool):
+                out[f"{pool}_{concurrency}"] = rates(
+                    [impl.chains(sizes.scaling_chains, sizes.scaling_hops)
+                     for _ in range(repeat)])
+    return out
+
+
+def measure_memory(sizes: Sizes) -> dict[str, Any]:
+    engine = Engine(sizes)
+    chains = 50
+    hops = max(1, sizes.memory_messages // chains)
+    with workers(engine) as group:
+        before = sum(w.rss_megabytes() for w in group.workers)
+        run = engine.chains(chains, hops)
+        after = sum(w.rss_megabytes() for w in group.workers)
+    return {"messages": run.messages, "per_second": run.messages / run.seconds,
+            "rss_before_mb": before, "rss_after_mb": after, "rss_growth_mb": after - before}
+
+
+def measure_growth(sizes: Sizes, repeat: int, empty: dict[str, Any]) -> dict[str, Any]:
+    engine = Engine(sizes)
+    seconds = prefill.fill(sizes.finished_incidents, sizes.log_rows)
+    with workers(engine):
+        full = rates([engine.chains(sizes.chains, sizes.chain_hops) for _ in range(repeat)])
+        active = rates([engine.chains(sizes.active_incidents, sizes.active_hops)
+                        for _ in range(repeat)])
+    return {"prefill_seconds": seconds, "log_rows": MessageLog.objects.count(),
+            "chains_empty_log": empty, "chains_full_log": full,
+            "full_over_empty_ms": full["ms_per_message"] / empty["ms_per_message"],
+            "active_incidents": sizes.active_incidents, "active_incidents_run": active}
+
+
+def describe() -> dict[str, Any]:
+    import os
+    import platform
+
+    from kombu.utils.url import maybe_sanitize_url
+
+    from wfproject.celery import app
+
+    memory = next((int(line.split()[1]) // 1024 for line in
+                   Path("/proc/meminfo").read_text().splitlines()
+                   if line.startswith("MemTotal:")), 0)
+    return {"broker": maybe_sanitize_url(app.conf.broker_url),
+            "database": settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1],
+            "locks": "redis" if conf.get("REDIS_URL") else "database",
+            "cores": os.cpu_count(), "memory_mb": memory, "python": platform.python_version()}
+
+
+PHASES = ("shapes", "scaling", "memory", "growth")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (a smoke run)")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--phases", default=",".join(PHASES))
+    parser.add_argument("--output", required=True)
+    args = parser.parse_args()
+    sizes = QUICK if args.quick else Sizes()
+    phases = [p for p in args.phases.split(",") if p]
+    unknown = set(phases) - set(PHASES)
+    if unknown:
+        parser.error(f"unknown phase(s) {sorted(unknown)}; choose from {', '.join(PHASES)}")
+    random.seed(1)
+    workflow.SetLoggingLevel(logging.WARNING)  # the harness's own sends; workers log apart
+    call_command("migrate", verbosity=0)
+    raw.create_tables()
+    result: dict[str, Any] = {"machine": describe(), "sizes": asdict(sizes),
+                              "repeat": args.repeat}
+    counts: dict[str, int] = {}
+    if "shapes" in phases:
+        result["engine"] = measure_shapes(Engine(sizes), sizes, args.repeat, counts)
+        result["raw"] = measure_shapes(RawCelery(sizes), sizes, args.repeat, counts)
+    if "scaling" in phases:
+        result["scaling"] = {"engine": measure_scaling(Engine(sizes), sizes, args.repeat),
+                             "raw": measure_scaling(RawCelery(sizes), sizes, args.repeat)}
+    if "memory" in phases:
+        result["memory"] = measure_memory(sizes)
+    if "growth" in phases:
+        empty = result.get("engine", {}).get("chains")
+        if empty is None:
+            with workers(Engine(sizes)):
+                empty = rates([Engine(sizes).chains(sizes.chains, sizes.chain_hops)
+                               for _ in range(args.repeat)])
+        result["growth"] = measure_growth(sizes, args.repeat, empty)
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

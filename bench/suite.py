@@ -1,0 +1,101 @@
+"""`make bench`: the engine against raw Celery, on the embedded default and on RabbitMQ +
+PostgreSQL + Redis locks; prints a table and writes bench/results.json.
+
+    python -m bench.suite                      # both configurations, full sizes (~1 h)
+    python -m bench.suite --quick --repeat 1   # a smoke run with tiny sizes
+    python -m bench.suite --configs embedded --phases shapes
+
+Each configuration runs in a fresh process (bench.measure) on a fresh database: the embedded
+one under var/bench/, the PostgreSQL one in database `wf_bench` next to WF_TEST_POSTGRES_URL's.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from bench.report import table
+from tests import stack
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIGS = ("embedded", "services")
+BENCH_DATABASE = "wf_bench"
+
+
+def embedded_env(var_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DATABASE_URL", "CELERY_BROKER_URL", "WORKFLOW_REDIS_URL")}
+    return {**env, "WF_VAR_DIR": str(var_dir)}
+
+
+def services_env(var_dir: Path) -> dict[str, str] | None:
+    found = stack.available()
+    names = ("WF_TEST_RABBITMQ_URL", "WF_TEST_POSTGRES_URL", "WF_TEST_REDIS_URL")
+    if not all(name in found for name in names):
+        return None
+    database = fresh_database(found["WF_TEST_POSTGRES_URL"])
+    return {**os.environ, "WF_VAR_DIR": str(var_dir), "DATABASE_URL": database,
+            "CELERY_BROKER_URL": found["WF_TEST_RABBITMQ_URL"],
+            "WORKFLOW_REDIS_URL": found["WF_TEST_REDIS_URL"]}
+
+
+def fresh_database(url: str) -> str:
+    """Drop and create BENCH_DATABASE on the server of `url`; return its URL."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DATABASE} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {BENCH_DATABASE}")
+    return urlunsplit(urlsplit(url)._replace(path=f"/{BENCH_DATABASE}"))
+
+
+def measure(config: str, args: argparse.Namespace) -> dict[str, Any] | None:
+    var_dir = ROOT / "var" / "bench" / config
+    shutil.rmtree(var_dir, ignore_errors=True)
+    env = embedded_env(var_dir) if config == "embedded" else services_env(var_dir)
+    if env is None:
+        print(f"bench: SKIPPED {config}: RabbitMQ, PostgreSQL and Redis are not all reachable on "
+              "127.0.0.1 (start them with `make services`, or set WF_TEST_*_URL)", file=sys.stderr)
+        return None
+    output = var_dir / "result.json"
+    command = [sys.executable, "-m", "bench.measure", "--output", str(output),
+               "--repeat", str(args.repeat), "--phases", args.phases]
+    if args.quick:
+        command.append("--quick")
+    started = time.monotonic()
+    print(f"bench: measuring {config} ({' '.join(command[2:])})", file=sys.stderr, flush=True)
+    subprocess.run(command, env=env, cwd=ROOT, check=True)
+    result: dict[str, Any] = json.loads(output.read_text())
+    result["wall_seconds"] = time.monotonic() - started
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each shape")
+    parser.add_argument("--configs", default=",".join(CONFIGS))
+    parser.add_argument("--phases", default="shapes,scaling,memory,growth")
+    parser.add_argument("--output", default=str(ROOT / "bench" / "results.json"))
+    args = parser.parse_args()
+    configs = [c for c in args.configs.split(",") if c]
+    if set(configs) - set(CONFIGS):
+        parser.error(f"--configs: choose from {', '.join(CONFIGS)}")
+    measured = {config: measure(config, args) for config in configs}
+    results = {"command": " ".join(["python -m bench.suite", *sys.argv[1:]]),
+               "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+               "configs": {config: r for config, r in measured.items() if r is not None}}
+    Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
+    print(table(results))
+    print(f"\nwritten to {args.output}")
+
+
+if __name__ == "__main__":
+    main()
