@@ -6,6 +6,11 @@ configuration in a fresh process; alone:
 """
 from __future__ import annotations
 
+import os
+
+# Before Django is set up: sends from here declare the queues as the workers do.
+os.environ.setdefault("WORKFLOW_MODULES", "bench.handlers,workflows.quicksort")
+
 import argparse
 import json
 import logging
@@ -31,7 +36,7 @@ from incidents.models import Incident, IncidentStatus, MessageLog, MessageStatus
 from incidents.processes import WorkerGroup, worker_env
 from workflows import quicksort
 
-WORKFLOW_MODULES = "bench.handlers,workflows.quicksort"
+WORKFLOW_MODULES = os.environ["WORKFLOW_MODULES"]
 
 
 @dataclass
@@ -283,7 +288,6 @@ def measure_growth(sizes: Sizes, repeat: int, empty: dict[str, Any]) -> dict[str
 
 
 def describe() -> dict[str, Any]:
-    import os
     import platform
 
     from kombu.utils.url import maybe_sanitize_url

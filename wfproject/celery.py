@@ -14,6 +14,10 @@ TRANSPORT_ALIASES.setdefault("wffs", "incidents.engine.fsbroker:Transport")
 
 app = Celery("wfproject")
 app.config_from_object("celeryconfig")
+# Celery's Django fixup closes the database connections around every task (celery#9824):
+# a connect (and for PostgreSQL a login) per message. Reuse them for this many tasks instead;
+# the engine closes a connection itself after any error that may have left it unusable.
+app.conf.CELERY_DB_REUSE_MAX = int(os.environ.get("WF_DB_REUSE_TASKS", "100"))
 # Named, not imported: importing the engine here would set Django up too early.
 app.steps["worker"].add("incidents.engine.relay:RelayStep")
 

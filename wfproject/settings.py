@@ -71,7 +71,6 @@ DATABASES = {
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL + synchronous=NORMAL lets several worker processes share the file at a useful speed;
     # IMMEDIATE transactions take the write lock up front, so writers queue instead of deadlocking.
-    DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"]["OPTIONS"] = {
         "timeout": 30,
         "transaction_mode": "IMMEDIATE",

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
-from django.db import DatabaseError, InterfaceError, OperationalError, transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from incidents import conf
@@ -185,6 +185,8 @@ def _run_and_commit(spec: HandlerSpec, run: HandlerRun, message: Any) -> Outcome
     finally:
         context.current_run.reset(token)
     duration = time.monotonic() - started
+    if isinstance(error, SoftTimeLimitExceeded) and not connection.in_atomic_block:
+        connection.close()  # the limit may have struck mid-query and left it unusable
     if error is not None and run.message_id is None:
         return Outcome(Result.ERROR, error)  # a direct call: nothing to record, nothing kept
     failpoints.hit("before_commit")
@@ -218,7 +220,7 @@ def _run_and_commit(spec: HandlerSpec, run: HandlerRun, message: Any) -> Outcome
                        delay=locks.retry_delay(0), incident_id=run.incident_id,
                        handler=spec.name) from None
     _release_locks(run)  # committed: the next run may start before we publish
-    outbox.publish_on_commit(to_publish)
+    outbox.publish_on_commit(to_publish, mark_later=run.message_id is not None)
     if error is not None:
         logger.error("incident %s: handler %s failed on message %s: %r", run.incident_id,
                      spec.name, run.message_id, error, exc_info=error)
@@ -248,6 +250,7 @@ def _commit_success(run: HandlerRun, duration: float) -> list[MessageLog]:
     _still_exclusive(run)
     _finish_row(run, MessageStatus.COMPLETE, duration)
     results.record(run, MessageStatus.COMPLETE)
+    outbox.mark_published()
     rows = outbox.log_rows(run.outbox)
     if run.puts:
         HandlerState.objects.bulk_create(

@@ -6,6 +6,12 @@ message is written under a hidden name and renamed into the queue folder when co
 a reader takes it by an atomic rename into the processed folder, under a name that records
 the holder, and deletes it only when the message is acked. Messages held by a process that
 has died are put back on their queue, marked redelivered.
+
+kombu polls such a transport and sleeps `polling_interval` whenever it gets nothing, also
+while its prefetch window is full, so a worker would take at most prefetch-count messages
+per interval. Here an ack wakes the poller at once, and the pause after an empty poll
+starts at a millisecond and doubles up to `polling_interval` while the queues stay empty.
+One directory listing serves every queue in a polling cycle.
 """
 from __future__ import annotations
 
@@ -14,11 +20,12 @@ import fcntl
 import logging
 import os
 import socket
+import threading
 import time
 import uuid
 from queue import Empty
 from time import monotonic
-from typing import Any
+from typing import Any, cast
 
 from kombu.transport import filesystem
 from kombu.utils.encoding import bytes_to_str, str_to_bytes
@@ -27,6 +34,7 @@ from kombu.utils.json import dumps, loads
 logger = logging.getLogger(__name__)
 HOST = socket.gethostname().replace("~", "-")
 RECOVERY_INTERVAL_SECONDS = 5.0
+FIRST_PAUSE_SECONDS = 0.001
 
 
 class _Liveness:
@@ -77,6 +85,19 @@ class Channel(filesystem.Channel):
         self._held: dict[str, str] = {}  # delivery tag -> file in the processed folder
         self._no_ack: set[str] = set()  # queues consumed without acks (Celery's pidbox)
         self._recovered_at = 0.0
+        self._listing: dict[str, list[str]] | None = None  # queue -> files, this cycle
+
+    def forget_listing(self) -> None:
+        self._listing = None
+
+    def _files_of(self, queue: str) -> list[str]:
+        """Message files of `queue`, oldest first, from one listing per polling cycle."""
+        if self._listing is None:
+            self._listing = {}
+            for name in sorted(os.listdir(self.data_folder_in)):
+                if not name.startswith(".") and name.endswith(".msg"):
+                    self._listing.setdefault(name.partition(".")[2][:-4], []).append(name)
+        return self._listing.get(queue, [])
 
     def _write(self, name: str, payload: Any) -> None:
         partial = os.path.join(self.data_folder_out, f".{name}.{uuid.uuid4().hex}.part")
@@ -90,10 +111,9 @@ class Channel(filesystem.Channel):
     def _get(self, queue: str, timeout: float | None = None) -> Any:
         if time.monotonic() - self._recovered_at > RECOVERY_INTERVAL_SECONDS:
             self.recover_abandoned()
-        suffix = f"{queue}.msg"
-        for name in sorted(os.listdir(self.data_folder_in)):
-            if name.startswith(".") or name.partition(".")[2] != suffix:
-                continue
+        files = self._files_of(queue)
+        while files:
+            name = files.pop(0)
             taken = self._take(os.path.join(self.data_folder_in, name), name)
             if taken is None:
                 continue  # another consumer took it first, or it was not a message
@@ -131,12 +151,14 @@ class Channel(filesystem.Channel):
     def basic_ack(self, delivery_tag: str, multiple: bool = False) -> None:
         super().basic_ack(delivery_tag, multiple)
         self._forget(delivery_tag)
+        cast("Transport", self.connection).wake()  # a prefetch slot is free
 
     def basic_reject(self, delivery_tag: str, requeue: bool = False) -> None:
         if not requeue:
             self._dead_letter(delivery_tag)
         super().basic_reject(delivery_tag, requeue)
         self._forget(delivery_tag)
+        cast("Transport", self.connection).wake()
 
     def _dead_letter(self, delivery_tag: str) -> None:
         """What RabbitMQ does for the queues' x-dead-letter arguments: move the rejected
@@ -204,3 +226,28 @@ class Channel(filesystem.Channel):
 
 class Transport(filesystem.Transport):
     Channel = Channel
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._woken = threading.Event()
+
+    def wake(self) -> None:
+        self._woken.set()
+
+    def drain_events(self, connection: Any,  # type: ignore[override]  # stubs disagree
+                     timeout: float | None = None) -> None:
+        assert self.cycle is not None  # set up with the first channel
+        started = monotonic()
+        pause, longest = FIRST_PAUSE_SECONDS, self.polling_interval or FIRST_PAUSE_SECONDS
+        while True:
+            self._woken.clear()
+            for channel in self.channels or []:
+                cast(Channel, channel).forget_listing()
+            try:
+                self.cycle.get(self._deliver, timeout=timeout)
+                return
+            except Empty:
+                if timeout is not None and monotonic() - started >= timeout:
+                    raise TimeoutError() from None
+            woken = self._woken.wait(pause)
+            pause = FIRST_PAUSE_SECONDS if woken else min(pause * 2, longest)

@@ -3,10 +3,18 @@
 A row is QUEUED when committed and SENT once the broker has it. Rows left QUEUED (broker
 down, process killed between commit and publish) are published by the relay, so a
 committed message is never lost; a message published twice is handled once (dispatch).
+
+A handler's messages are not marked SENT one by one, in a transaction each: the thread
+marks what it published, in one statement, in a commit at least MARK_SENT_AFTER_SECONDS
+later, when most of them are being handled already (and no longer QUEUED). Until then they
+look unpublished, which costs at most a second copy from the relay if one waits in the
+broker for RELAY_STALE_SECONDS while its thread commits nothing; it is handled once.
 """
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
 
@@ -21,6 +29,9 @@ from incidents.models import MessageLog, MessageStatus
 logger = logging.getLogger(__name__)
 
 TASK_PREFIX = "workflow."
+MARK_SENT_AFTER_SECONDS = 1.0
+MARK_SENT_MAX_IDS = 1000
+_unmarked = threading.local()  # .ids, .since: published by this thread, not marked SENT
 
 
 def task_name(queue: str) -> str:
@@ -47,8 +58,9 @@ def insert(rows: Sequence[MessageLog]) -> None:
         MessageLog.objects.bulk_create(rows, ignore_conflicts=True)
 
 
-def publish(rows: Sequence[MessageLog]) -> int:
-    """Publish committed QUEUED rows and mark them SENT; return how many went out.
+def publish(rows: Sequence[MessageLog], *, mark_later: bool = False) -> int:
+    """Publish committed QUEUED rows and mark them SENT (`mark_later`: in this thread's next
+    mark_published() call); return how many went out.
 
     Must run after the commit that inserted them. If the broker is unreachable the rows
     stay QUEUED for the relay and the caller carries on.
@@ -70,18 +82,37 @@ def publish(rows: Sequence[MessageLog]) -> int:
         logger.warning("publish failed; %d message(s) left for the relay (incident %s): %r",
                        len(rows) - len(sent), rows[0].incident_id, exc, exc_info=True)
     failpoints.hit("before_mark_sent")
-    if sent:
-        # A fast consumer may already have moved a row on to PROCESSING; leave that alone.
-        MessageLog.objects.filter(pk__in=sent, status=MessageStatus.QUEUED).update(
-            status=MessageStatus.SENT)
+    if mark_later:
+        if not getattr(_unmarked, "ids", None):
+            _unmarked.ids, _unmarked.since = [], time.monotonic()
+        _unmarked.ids.extend(sent)
+    else:
+        _mark_sent(sent)
     return len(sent)
 
 
-def publish_on_commit(rows: Sequence[MessageLog]) -> None:
+def mark_published() -> None:
+    """Mark SENT, inside the caller's commit, what this thread published with mark_later,
+    once the oldest of it is MARK_SENT_AFTER_SECONDS old (or there are many)."""
+    ids = getattr(_unmarked, "ids", None)
+    if ids and (len(ids) >= MARK_SENT_MAX_IDS
+                or time.monotonic() - _unmarked.since >= MARK_SENT_AFTER_SECONDS):
+        _unmarked.ids = []
+        _mark_sent(ids)
+
+
+def _mark_sent(ids: list[str]) -> None:
+    if ids:
+        # A fast consumer may already have moved a row on to PROCESSING; leave that alone.
+        MessageLog.objects.filter(pk__in=ids, status=MessageStatus.QUEUED).update(
+            status=MessageStatus.SENT)
+
+
+def publish_on_commit(rows: Sequence[MessageLog], *, mark_later: bool = False) -> None:
     """Publish the rows once the transaction that holds them commits (at once if none is
     open), so a message never reaches a worker before its log row does."""
     if rows:
-        transaction.on_commit(lambda: publish(rows))
+        transaction.on_commit(lambda: publish(rows, mark_later=mark_later))
 
 
 def commit_and_publish(staged: Sequence[StagedMessage]) -> list[MessageLog]:

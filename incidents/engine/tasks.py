@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from celery.exceptions import Reject, Retry
+from django.db import connections
 
 from incidents import conf
 from incidents.engine import deadletter, dispatch, locks, outbox
@@ -48,6 +49,7 @@ def bind_queue(queue: str, time_limit: float | None = None) -> None:
         except (Retry, Reject):
             raise
         except Exception as exc:  # the engine could not finish: never drop the message
+            connections.close_all()  # connections are reused across tasks: start afresh
             expected = isinstance(exc, dispatch.INFRASTRUCTURE_ERRORS)
             if errors >= (MAX_OUTAGE_RETRIES if expected else MAX_ERROR_RETRIES):
                 dispatch.give_up_after_errors(queue, message, exc)
