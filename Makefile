@@ -5,7 +5,7 @@ WORKFLOW ?= quicksort
 SIZE ?= 1000
 STACK_ENV = eval "$$($(PY) -m tests.stack env)"
 
-.PHONY: install demo serve test lint test-embedded test-services soak services clean
+.PHONY: install demo serve test lint test-embedded test-services bench soak services clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -56,6 +56,13 @@ test-services: install
 	  echo "SKIPPED the RabbitMQ + PostgreSQL pass: no server on 127.0.0.1; start them with"; \
 	  echo "  sudo .ci/services   (needs rabbitmq-server, postgresql, redis-server)"; \
 	fi
+
+## The benchmark against raw Celery (~1 h; not part of `make test`): the embedded default, then
+## RabbitMQ + PostgreSQL + Redis, started on loopback when run as root with the Debian packages
+## installed. Prints a table, writes bench/results.json. BENCH_ARGS="--quick --repeat 1": smoke.
+bench: install
+	@if [ "$$(id -u)" = 0 ] && command -v rabbitmq-server >/dev/null; then .ci/services >/dev/null; fi
+	$(PY) -m bench.suite $(BENCH_ARGS)
 
 ## The long soak (1,000 incidents x 200 hops) on the configured stack; see docs/RELIABILITY.md.
 soak: install

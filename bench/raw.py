@@ -108,8 +108,9 @@ def _merge_later(run: str, node: str, values: list[int], started: float) -> None
 def merge(run: str, node: str, values: list[int], started: float) -> None:
     import json
 
-    if node == "r":
-        _done(run, "sort", started)
+    if node == "r":  # the result: the benchmark checks it says "sorted <size>"
+        _done(run, f"{'sorted' if values == sorted(values) else 'unsorted'} {len(values)}",
+              started)
         return
     # Sibling names end L, M, R: sorted by name they are in value order.
     parts = _arrived(run, node[:-1], node, json.dumps(values), expected=3)

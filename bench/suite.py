@@ -61,7 +61,7 @@ def fresh_database(url: str) -> str:
 
 
 def measure(config: str, args: argparse.Namespace) -> dict[str, Any] | None:
-    var_dir = ROOT / "var" / "bench" / config
+    var_dir = Path(args.var_dir) / config
     shutil.rmtree(var_dir, ignore_errors=True)
     env = production_env(var_dir) if config == "embedded" else services_env(var_dir)
     if env is None:
@@ -88,6 +88,8 @@ def main() -> None:
     parser.add_argument("--configs", default=",".join(CONFIGS))
     parser.add_argument("--phases", default="shapes,scaling,memory,growth")
     parser.add_argument("--output", default=str(ROOT / "bench" / "results.json"))
+    parser.add_argument("--var-dir", default=str(ROOT / "var" / "bench"),
+                        help="databases, broker folders and worker logs of the runs")
     args = parser.parse_args()
     configs = [c for c in args.configs.split(",") if c]
     if set(configs) - set(CONFIGS):

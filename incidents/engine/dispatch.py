@@ -14,7 +14,16 @@ from django.db import DatabaseError, InterfaceError, OperationalError, connectio
 from django.utils import timezone
 
 from incidents import conf
-from incidents.engine import cleanup, context, failpoints, lifecycle, locks, outbox, results
+from incidents.engine import (
+    claims,
+    cleanup,
+    context,
+    failpoints,
+    lifecycle,
+    locks,
+    outbox,
+    results,
+)
 from incidents.engine.context import HandlerRun, StagedEnding
 from incidents.engine.registry import HandlerSpec, handler_for
 from incidents.exceptions import Deferred, MessageError
@@ -73,6 +82,16 @@ def deliver(queue: str, message: Any, *, redelivered: bool = False, retries: int
         logger.error("queue %s: rejected a message: %s", queue, exc)
         return Outcome(Result.REJECTED, exc)
     spec = handler_for(queue)
+    if spec is not None and not (spec.atomic or spec.internal or redelivered):
+        attempt = claims.claim_first_delivery(
+            queue, message_id, incident_id, received=timezone.now(), consumer=context.consumer(),
+            max_attempts=conf.get("MAX_ATTEMPTS"))
+        if attempt is not None:
+            run = _new_run(spec, queue, message_id, incident_id, attempt)
+            try:
+                return _run_and_commit(spec, run, message)
+            finally:
+                _release_locks(run)
     row = MessageLog.objects.select_related("incident").filter(pk=message_id).first()
     if spec is None or row is None or str(row.incident_id) != incident_id \
             or row.destination != queue:
@@ -104,10 +123,7 @@ def deliver(queue: str, message: Any, *, redelivered: bool = False, retries: int
 
     if row.attempts >= conf.get("MAX_ATTEMPTS") and not retake:
         return _give_up(spec, row)
-    run = HandlerRun(originator=spec.name, message_id=message_id, incident_id=incident_id,
-                     queue=queue, attempt=row.attempts + 1)
-    # Unique per delivery: two copies of one message must not share (and free) a lock.
-    run.lock_owner = f"{message_id}:{uuid.uuid4().hex}"
+    run = _new_run(spec, queue, message_id, incident_id, row.attempts + 1)
     atomic_label = f"_atomic:{spec.name}"
     # Taking over from a run that died, we also inherit the lock it held; otherwise the
     # incident would wait for its lease to run out.
@@ -132,6 +148,15 @@ def deliver(queue: str, message: Any, *, redelivered: bool = False, retries: int
         return _run_and_commit(spec, run, message)
     finally:
         _release_locks(run)
+
+
+def _new_run(spec: HandlerSpec, queue: str, message_id: str, incident_id: str,
+             attempt: int) -> HandlerRun:
+    run = HandlerRun(originator=spec.name, message_id=message_id, incident_id=incident_id,
+                     queue=queue, attempt=attempt)
+    # Unique per delivery: two copies of one message must not share (and free) a lock.
+    run.lock_owner = f"{message_id}:{uuid.uuid4().hex}"
+    return run
 
 
 def run_directly(spec: HandlerSpec, message: dict[str, Any]) -> None:

@@ -125,6 +125,10 @@ class Channel(filesystem.Channel):
             return payload
         raise Empty()
 
+    def basic_get(self, *args: Any, **kwargs: Any) -> Any:
+        self.forget_listing()  # a single get, not part of a polling cycle: list afresh
+        return super().basic_get(*args, **kwargs)
+
     def basic_consume(self, queue: str, no_ack: bool, *args: Any, **kwargs: Any) -> Any:
         if no_ack:
             self._no_ack.add(queue)
