@@ -15,6 +15,7 @@ import argparse
 import json
 import logging
 import random
+import re
 import statistics
 import time
 import uuid
@@ -113,23 +114,23 @@ class Engine:
 
     def quicksort(self, size: int, group: WorkerGroup) -> Run:
         numbers = quicksort.random_numbers(size, seed=size)
-        retries = _retries_logged(group)
+        waits = _lock_waits(group)
         started = time.time()
         incident_id, _ = quicksort.start_demo(size, seed=size)
         seconds = self._finish([incident_id], started)
         quicksort.check_demo(incident_id, numbers)
         messages = MessageLog.objects.filter(incident_id=incident_id).exclude(
             destination__startswith="_").count()
-        return Run(seconds, messages, {"lock_waits": _retries_logged(group) - retries})
+        return Run(seconds, messages, _waits_since(waits, group))
 
     def scatter(self, width: int, group: WorkerGroup) -> Run:
         [incident_id] = self._incidents(1, "SCATTER")
-        retries = _retries_logged(group)
+        waits = _lock_waits(group)
         started = time.time()
         workflow.send(message={"IncidentID": incident_id, "width": width}, queue="bench_scatter")
         workflow.FlushMessages()
         seconds = self._finish([incident_id], started)
-        return Run(seconds, 1 + 2 * width, {"lock_waits": _retries_logged(group) - retries})
+        return Run(seconds, 1 + 2 * width, _waits_since(waits, group))
 
     def latency(self, probes: int) -> list[float]:
         [incident_id] = self._incidents(1, "PROBE")
@@ -203,9 +204,17 @@ class RawCelery:
         wait_for(done, self.sizes.timeout, f"{count} raw run(s)", poll=poll)
 
 
-def _retries_logged(group: WorkerGroup) -> int:
-    """Deliveries sent back to wait (an @atomic handler busy for the incident), so far."""
-    return sum(w.log_text().count(" retry: Retry in ") for w in group.workers)
+def _lock_waits(group: WorkerGroup) -> tuple[int, float]:
+    """Deliveries that waited for an @atomic handler's lock so far, and the seconds they
+    waited in their workers (engine/dispatch.py logs each wait)."""
+    text = "".join(w.log_text() for w in group.workers)
+    waits = re.findall(r"(?:waited|busy for) ([0-9.]+) ms", text)
+    return len(waits), sum(float(ms) for ms in waits) / 1000
+
+
+def _waits_since(before: tuple[int, float], group: WorkerGroup) -> dict[str, float]:
+    count, seconds = _lock_waits(group)
+    return {"lock_waits": count - before[0], "lock_wait_seconds": seconds - before[1]}
 
 
 @contextmanager
@@ -235,32 +244,56 @@ def rates(runs: list[Run], messages: int | None = None) -> dict[str, Any]:
     return summary
 
 
-def measure_shapes(impl: Engine | RawCelery, sizes: Sizes, repeat: int,
-                   engine_messages: dict[str, int]) -> dict[str, Any]:
-    s, out = sizes, {}
-    with workers(impl) as group:
-        out["chain_long"] = rates([impl.chains(1, s.long_chain) for _ in range(repeat)])
-        out["chains"] = rates([impl.chains(s.chains, s.chain_hops) for _ in range(repeat)])
-        sort_runs = [impl.quicksort(s.sort_size, group) for _ in range(repeat)]
-        # Both sorts pass the same messages (same numbers, same splits); the engine counted them.
-        out["quicksort"] = rates(
-            sort_runs, engine_messages.setdefault("quicksort", sort_runs[0].messages))
-        out["scatter_gather"] = rates([impl.scatter(s.width, group) for _ in range(repeat)])
-        latency = impl.latency(s.probes)
-        out["latency_ms"] = {"p50": 1000 * statistics.median(latency),
-                             "p99": 1000 * sorted(latency)[int(0.99 * (len(latency) - 1))],
-                             "samples": len(latency)}
+Shape = Callable[[Any, WorkerGroup], Run]
+
+
+def _interleaved(shapes: dict[str, Shape], sizes: Sizes, repeat: int, *, latency: bool = False,
+                 concurrency: int = 2, pool: str = "prefork") -> dict[str, dict[str, Any]]:
+    """Run each shape `repeat` times on the engine and on raw Celery, alternately, so both
+    meet the same moments of a noisy machine; both sets of workers run throughout (an idle
+    one costs next to nothing)."""
+    impls: dict[str, Engine | RawCelery] = {"engine": Engine(sizes), "raw": RawCelery(sizes)}
+    out: dict[str, dict[str, Any]] = {"engine": {}, "raw": {}}
+    with workers(impls["engine"], concurrency=concurrency, pool=pool) as engine_group, \
+            workers(impls["raw"], concurrency=concurrency, pool=pool) as raw_group:
+        groups = {"engine": engine_group, "raw": raw_group}
+        for name, shape in shapes.items():
+            runs: dict[str, list[Run]] = {"engine": [], "raw": []}
+            for _ in range(repeat):
+                for impl in ("engine", "raw"):
+                    runs[impl].append(shape(impls[impl], groups[impl]))
+            # Both pass the same messages (same shape; for quicksort the same numbers and
+            # splits), which the engine counts from its log.
+            out["engine"][name] = rates(runs["engine"])
+            out["raw"][name] = rates(runs["raw"], runs["engine"][0].messages)
+        for impl in ("engine", "raw") if latency else ():
+            samples = impls[impl].latency(sizes.probes)
+            out[impl]["latency_ms"] = {
+                "p50": 1000 * statistics.median(samples),
+                "p99": 1000 * sorted(samples)[int(0.99 * (len(samples) - 1))],
+                "samples": len(samples)}
     return out
 
 
-def measure_scaling(impl: Engine | RawCelery, sizes: Sizes, repeat: int) -> dict[str, Any]:
-    out = {}
+def measure_shapes(sizes: Sizes, repeat: int) -> dict[str, dict[str, Any]]:
+    s = sizes
+    return _interleaved({
+        "chain_long": lambda impl, group: impl.chains(1, s.long_chain),
+        "chains": lambda impl, group: impl.chains(s.chains, s.chain_hops),
+        "quicksort": lambda impl, group: impl.quicksort(s.sort_size, group),
+        "scatter_gather": lambda impl, group: impl.scatter(s.width, group),
+    }, sizes, repeat, latency=True)
+
+
+def measure_scaling(sizes: Sizes, repeat: int) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {"engine": {}, "raw": {}}
+    chains: dict[str, Shape] = {
+        "chains": lambda impl, group: impl.chains(sizes.scaling_chains, sizes.scaling_hops)}
     for pool in ("prefork", "threads"):
         for concurrency in (1, 2, 4):
-            with workers(impl, concurrency=concurrency, pool=pool):
-                out[f"{pool}_{concurrency}"] = rates(
-                    [impl.chains(sizes.scaling_chains, sizes.scaling_hops)
-                     for _ in range(repeat)])
+            measured = _interleaved(chains, sizes, repeat, concurrency=concurrency, pool=pool)
+            for impl in out:
+                out[impl][f"{pool}_{concurrency}"] = measured[impl]["chains"]
     return out
 
 
@@ -326,13 +359,10 @@ def main() -> None:
     raw.create_tables()
     result: dict[str, Any] = {"machine": describe(), "sizes": asdict(sizes),
                               "repeat": args.repeat}
-    counts: dict[str, int] = {}
     if "shapes" in phases:
-        result["engine"] = measure_shapes(Engine(sizes), sizes, args.repeat, counts)
-        result["raw"] = measure_shapes(RawCelery(sizes), sizes, args.repeat, counts)
+        result.update(measure_shapes(sizes, args.repeat))
     if "scaling" in phases:
-        result["scaling"] = {"engine": measure_scaling(Engine(sizes), sizes, args.repeat),
-                             "raw": measure_scaling(RawCelery(sizes), sizes, args.repeat)}
+        result["scaling"] = measure_scaling(sizes, args.repeat)
     if "memory" in phases:
         result["memory"] = measure_memory(sizes)
     if "growth" in phases:

@@ -34,10 +34,12 @@ def config_table(name: str, result: dict[str, Any]) -> list[str]:
                          f"{engine['ms_per_message']:10.2f} {raw['ms_per_message']:7.2f} "
                          f"{_ratio(engine, raw):>10}")
         for key in ("quicksort", "scatter_gather"):
-            waits = result["engine"][key].get("lock_waits")
+            waits, seconds = (result["engine"][key].get(k) for k in ("lock_waits",
+                                                                     "lock_wait_seconds"))
             if waits:
-                lines.append(f"  {key}: lock waits (deliveries deferred by @atomic) median "
-                             f"{waits['median']:.0f}, min {waits['min']:.0f}, max {waits['max']:.0f}")
+                lines.append(f"  {key}: deliveries that waited for the @atomic lock: median "
+                             f"{waits['median']:.0f} ({waits['min']:.0f}-{waits['max']:.0f}), "
+                             f"{seconds['median']:.1f} s waited in all")
         le, lr = result["engine"]["latency_ms"], result["raw"]["latency_ms"]
         lines.append(f"  latency send -> handler start, idle ({le['samples']} samples): engine "
                      f"p50 {le['p50']:.1f} ms p99 {le['p99']:.1f} ms; raw p50 {lr['p50']:.1f} ms "

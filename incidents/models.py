@@ -120,12 +120,15 @@ class HandlerState(models.Model):
     incident = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="states",
                                  help_text="The incident the state belongs to.")
     handler = models.CharField(max_length=200, help_text="Name of the handler that stored it.")
+    key = models.CharField(max_length=200, blank=True, default="",
+                           help_text="Optional key given to Persist.Put(); Get(key=...) reads only it.")
     data = models.JSONField(null=True, help_text="The JSON value given to Persist.Put() (null as SQL NULL).")
     created_at = models.DateTimeField(auto_now_add=True, help_text="When it was committed.")
 
     class Meta:
         ordering = ["id"]
-        indexes = [models.Index(fields=["incident", "handler", "id"], name="state_incident_handler")]
+        indexes = [models.Index(fields=["incident", "handler", "id"], name="state_incident_handler"),
+                   models.Index(fields=["incident", "key", "id"], name="state_incident_key")]
 
     def __str__(self) -> str:
         return f"{self.handler} @ {self.incident_id}"

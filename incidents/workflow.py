@@ -98,15 +98,17 @@ class Persist:
     """Per-incident JSON state of the calling handler."""
 
     @staticmethod
-    def Put(IncidentID: str, data: Any) -> None:
-        """Store `data` for this incident and handler (committed when the handler returns)."""
-        persist.put(IncidentID, data)
+    def Put(IncidentID: str, data: Any, key: str = "") -> None:
+        """Store `data` for this incident and handler (committed when the handler returns).
+        An optional `key` (an extension of the seed) files it for Get(key=...)."""
+        persist.put(IncidentID, data, key)
 
     @staticmethod
-    def Get(IncidentID: str, ignoreOriginator: bool = False) -> list[Any]:
+    def Get(IncidentID: str, ignoreOriginator: bool = False, key: str | None = None) -> list[Any]:
         """Return this handler's Put()s for the incident in order (every handler's with
-        ignoreOriginator=True), including those made earlier in the running handler."""
-        return persist.get(IncidentID, ignoreOriginator)
+        ignoreOriginator=True), including those made earlier in the running handler; with
+        `key`, only those Put with that key (a fan-in reads its siblings, not everything)."""
+        return persist.get(IncidentID, ignoreOriginator, key)
 
 
 def CreateIncident(name: str, kind: str, incident_date: Any = None,

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from incidents import workflow
@@ -98,7 +100,9 @@ def test_a_foreign_or_broken_message_is_rejected_without_raising(transactional_d
     assert dispatch.deliver("probe_chain", body).result is Result.REJECTED
 
 
-def test_an_atomic_handler_busy_for_the_incident_defers_with_a_growing_delay(incident_id):
+def test_an_atomic_handler_busy_for_the_incident_defers_with_a_growing_delay(incident_id,
+                                                                              settings):
+    settings.WORKFLOW_ATOMIC_WAIT_SECONDS = 0.01
     message = sent(incident_id, "quicksort_merge", node="rL", sorted=[1])
     assert locks.backend().acquire("_atomic:merge_handler", incident_id, "someone", 60)
     delays = []
@@ -110,6 +114,24 @@ def test_an_atomic_handler_busy_for_the_incident_defers_with_a_growing_delay(inc
     assert MessageLog.objects.get(pk=message["MessageID"]).status == MessageStatus.SENT
     locks.backend().release("_atomic:merge_handler", incident_id, "someone")
     assert dispatch.deliver("quicksort_merge", message).result is Result.COMPLETE
+    assert not Lock.objects.exists()
+
+
+def test_an_atomic_handler_busy_for_a_moment_is_waited_for_in_the_worker(incident_id, settings):
+    settings.WORKFLOW_ATOMIC_WAIT_SECONDS = 30
+    message = sent(incident_id, "quicksort_merge", node="rL", sorted=[1])
+    assert locks.backend().acquire("_atomic:merge_handler", incident_id, "someone", 60)
+    # The holder finishes while the delivery waits: it runs, without going back to the broker.
+    def release() -> None:
+        locks.backend().release("_atomic:merge_handler", incident_id, "someone")
+        connection.close()  # this thread's own
+
+    holder = threading.Timer(0.2, release)
+    holder.start()
+    try:
+        assert dispatch.deliver("quicksort_merge", message).result is Result.COMPLETE
+    finally:
+        holder.join()
     assert not Lock.objects.exists()
 
 

@@ -58,3 +58,28 @@ def test_put_refuses_non_json_and_unknown_incidents(incident_id):
     with pytest.raises(UnknownIncident):
         workflow.Persist.Get(str(uuid.uuid4()))
     assert not HandlerState.objects.exists()
+
+
+@workflow.handler
+def sibling(message):
+    incident_id = message["IncidentID"]
+    workflow.Persist.Put(incident_id, message["node"], key=message["parent"])
+    message["siblings"] = workflow.Persist.Get(incident_id, key=message["parent"])
+
+
+def test_get_with_a_key_returns_only_the_puts_filed_under_it_including_this_runs(incident_id):
+    for node, parent in (("aL", "a"), ("bL", "b"), ("aR", "a")):
+        sibling({"IncidentID": incident_id, "node": node, "parent": parent})
+    message = {"IncidentID": incident_id, "node": "aM", "parent": "a"}
+    sibling(message)
+    assert message["siblings"] == ["aL", "aR", "aM"]
+    assert workflow.Persist.Get(incident_id, ignoreOriginator=True, key="b") == ["bL"]
+    assert workflow.Persist.Get(incident_id, ignoreOriginator=True) == ["aL", "bL", "aR", "aM"]
+
+
+def test_a_key_must_be_a_short_string(incident_id):
+    with pytest.raises(MessageError, match="key is 201 characters"):
+        workflow.Persist.Put(incident_id, 1, key="k" * 201)
+    with pytest.raises(TypeError, match="key 7 must be a string"):
+        workflow.Persist.Get(incident_id, key=7)
+    assert not HandlerState.objects.exists()

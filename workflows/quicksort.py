@@ -2,8 +2,9 @@
 
 A node is named by its path from the root ("r", "rL", "rLM", ...). Splitting a node sends its
 less and greater parts on to be split (or, when small, sorted straight away) and its pivot
-run to the merge. The merge keeps each finished node in Persist; when the three children
-of a node (L, M, R) are in, it sends the joined list up as the node's result. The root's
+run to the merge. The merge keeps each finished node in Persist, keyed by its parent; when
+the three children of a node (L, M, R) are in, it sends the joined list up as the node's
+result. The root's
 result goes to the done handler, which logs it and completes the incident.
 """
 from incidents import workflow
@@ -58,10 +59,10 @@ def merge_handler(message):
         workflow.send(message={"IncidentID": incident_id, "sorted": message["sorted"]},
                       queue="quicksort_done", src_tag="merge r")
         return
-    workflow.Persist.Put(incident_id, {"node": node, "sorted": message["sorted"]})
     parent = node[:-1]
-    done = {p["node"]: p["sorted"] for p in workflow.Persist.Get(incident_id)
-            if p["node"][:-1] == parent}
+    # Filed under the parent, so a merge reads its siblings, not every finished node.
+    workflow.Persist.Put(incident_id, {"node": node, "sorted": message["sorted"]}, key=parent)
+    done = {p["node"]: p["sorted"] for p in workflow.Persist.Get(incident_id, key=parent)}
     if all(parent + side in done for side in "LMR"):
         _send_merge(message, parent, done[parent + "L"] + done[parent + "M"] + done[parent + "R"],
                     src_tag=f"merge {node}")

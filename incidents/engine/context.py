@@ -52,7 +52,7 @@ class Staging:
 
     originator: str = ""
     outbox: list[StagedMessage] = field(default_factory=list)
-    puts: list[tuple[str, Any]] = field(default_factory=list)  # (incident_id, data)
+    puts: list[tuple[str, str, Any]] = field(default_factory=list)  # (incident_id, key, data)
     endings: list[StagedEnding] = field(default_factory=list)
 
 

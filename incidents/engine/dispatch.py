@@ -129,7 +129,7 @@ def deliver(queue: str, message: Any, *, redelivered: bool = False, retries: int
     # incident would wait for its lease to run out.
     heir_of = f"{message_id}:" if redelivered or row.status == MessageStatus.PROCESSING else ""
     if spec.atomic:
-        if not locks.take(atomic_label, incident_id, run.lock_owner, heir_of):
+        if not _take_atomic(atomic_label, incident_id, run.lock_owner, heir_of):
             if row.status == MessageStatus.PROCESSING:
                 # Give the dead run's claim back: the retried copy is not marked redelivered
                 # and would otherwise be dropped as a copy of a message being handled.
@@ -148,6 +148,24 @@ def deliver(queue: str, message: Any, *, redelivered: bool = False, retries: int
         return _run_and_commit(spec, run, message)
     finally:
         _release_locks(run)
+
+
+def _take_atomic(label: str, incident_id: str, owner: str, heir_of: str) -> bool:
+    """Take an @atomic handler's lock, waiting for it here up to ATOMIC_WAIT_SECONDS."""
+    started = time.monotonic()
+    deadline = started + float(conf.get("ATOMIC_WAIT_SECONDS"))
+    pause = 0.001
+    while not locks.take(label, incident_id, owner, heir_of):
+        if time.monotonic() + pause > deadline:
+            logger.info("incident %s: %s busy for %.1f ms; the message will retry",
+                        incident_id, label, 1000 * (time.monotonic() - started))
+            return False
+        time.sleep(pause)
+        pause = min(pause * 2, 0.02)
+    if pause > 0.001:
+        logger.info("incident %s: waited %.1f ms for %s",
+                    incident_id, 1000 * (time.monotonic() - started), label)
+    return True
 
 
 def _new_run(spec: HandlerSpec, queue: str, message_id: str, incident_id: str,
@@ -279,7 +297,8 @@ def _commit_success(run: HandlerRun, duration: float) -> list[MessageLog]:
     rows = outbox.log_rows(run.outbox)
     if run.puts:
         HandlerState.objects.bulk_create(
-            HandlerState(incident_id=i, handler=run.originator, data=d) for i, d in run.puts)
+            HandlerState(incident_id=i, handler=run.originator, key=k, data=d)
+            for i, k, d in run.puts)
     for ending in run.endings:
         cleanup_message = lifecycle.apply_ending(ending, originator=run.originator)
         if cleanup_message is not None:
