@@ -9,7 +9,7 @@ from django.db import connection
 from django.utils import timezone
 
 from incidents import workflow
-from incidents.engine import dispatch, locks
+from incidents.engine import dispatch, locks, operations
 from incidents.engine.dispatch import Result
 from incidents.exceptions import Deferred
 from incidents.models import Incident, IncidentStatus, Lock, MessageLog, MessageStatus
@@ -133,6 +133,37 @@ def test_an_atomic_handler_busy_for_a_moment_is_waited_for_in_the_worker(inciden
     finally:
         holder.join()
     assert not Lock.objects.exists()
+
+
+def test_an_atomic_delivery_does_not_run_for_an_incident_that_ended_while_it_waited(
+        incident_id, settings):
+    settings.WORKFLOW_ATOMIC_WAIT_SECONDS = 30
+    message = sent(incident_id, "quicksort_merge", node="rL", sorted=[1])
+    assert locks.backend().acquire("_atomic:merge_handler", incident_id, "someone", 60)
+
+    def cancel_then_release() -> None:  # what a failing or completing holder does
+        operations.cancel_incident(incident_id, reason="meanwhile", by="operator")
+        locks.backend().release("_atomic:merge_handler", incident_id, "someone")
+        connection.close()  # this thread's own
+
+    holder = threading.Timer(0.2, cancel_then_release)
+    holder.start()
+    try:
+        assert dispatch.deliver("quicksort_merge", message).result is Result.NOT_PROCESSED
+    finally:
+        holder.join()
+    row = MessageLog.objects.get(pk=message["MessageID"])
+    assert row.status == MessageStatus.NOT_PROCESSED and "CANCELLED" in row.comment
+    assert not Lock.objects.filter(label="_atomic:merge_handler").exists()
+
+
+@pytest.mark.timeout(10)  # it fails if the delivery waits for the lock
+def test_a_retried_atomic_delivery_does_not_wait_in_the_worker_again(incident_id, settings):
+    settings.WORKFLOW_ATOMIC_WAIT_SECONDS = 30
+    message = sent(incident_id, "quicksort_merge", node="rL", sorted=[1])
+    assert locks.backend().acquire("_atomic:merge_handler", incident_id, "someone", 60)
+    with pytest.raises(Deferred):
+        dispatch.deliver("quicksort_merge", message, retries=1)
 
 
 def test_an_expired_lock_of_a_dead_worker_does_not_block_an_atomic_handler(incident_id):

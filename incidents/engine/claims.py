@@ -41,6 +41,8 @@ def claim_first_delivery(queue: str, message_id: str, incident_id: str, *, recei
                          consumer: str, max_attempts: int) -> int | None:
     """Claim the message if it is QUEUED or SENT for `queue`, has attempts left and its
     incident is ACTIVE; return the attempt number, or None if it is not that simple."""
+    if not connection.features.can_return_columns_from_insert:
+        return None  # no RETURNING (SQLite before 3.35): the general path claims
     pk = MessageLog._meta.pk
     incident_pk = Incident._meta.pk
     assert pk is not None and incident_pk is not None

@@ -19,6 +19,7 @@ from incidents.engine import (
     cleanup,
     context,
     failpoints,
+    incidents_db,
     lifecycle,
     locks,
     outbox,
@@ -129,7 +130,10 @@ def deliver(queue: str, message: Any, *, redelivered: bool = False, retries: int
     # incident would wait for its lease to run out.
     heir_of = f"{message_id}:" if redelivered or row.status == MessageStatus.PROCESSING else ""
     if spec.atomic:
-        if not _take_atomic(atomic_label, incident_id, run.lock_owner, heir_of):
+        # Wait in the worker on the first try only: a retry that waited every time would
+        # hold pool slots for as long as a long @atomic run lasts.
+        wait = float(conf.get("ATOMIC_WAIT_SECONDS")) if retries == 0 else 0.0
+        if not _take_atomic(atomic_label, incident_id, run.lock_owner, heir_of, wait):
             if row.status == MessageStatus.PROCESSING:
                 # Give the dead run's claim back: the retried copy is not marked redelivered
                 # and would otherwise be dropped as a copy of a message being handled.
@@ -140,6 +144,11 @@ def deliver(queue: str, message: Any, *, redelivered: bool = False, retries: int
                            queue=queue, handler=spec.name)
         run.locks.add((atomic_label, incident_id))
     try:
+        if spec.atomic and not spec.internal:
+            status = incidents_db.status_of(incident_id)  # it may have ended meanwhile
+            if status not in LIVE_INCIDENT_STATUSES:
+                _finish_unprocessed(row, f"incident {incident_id} is {status}")
+                return Outcome(Result.NOT_PROCESSED)
         if not _claim(row, run.attempt):
             return Outcome(Result.DUPLICATE)
         if incident.status == IncidentStatus.PENDING:
@@ -150,18 +159,22 @@ def deliver(queue: str, message: Any, *, redelivered: bool = False, retries: int
         _release_locks(run)
 
 
-def _take_atomic(label: str, incident_id: str, owner: str, heir_of: str) -> bool:
-    """Take an @atomic handler's lock, waiting for it here up to ATOMIC_WAIT_SECONDS."""
+def _take_atomic(label: str, incident_id: str, owner: str, heir_of: str, wait: float) -> bool:
+    """Take an @atomic handler's lock, waiting for it here up to `wait` seconds (polling with
+    a read, so a busy lock costs no failed inserts)."""
     started = time.monotonic()
-    deadline = started + float(conf.get("ATOMIC_WAIT_SECONDS"))
     pause = 0.001
     while not locks.take(label, incident_id, owner, heir_of):
-        if time.monotonic() + pause > deadline:
-            logger.info("incident %s: %s busy for %.1f ms; the message will retry",
-                        incident_id, label, 1000 * (time.monotonic() - started))
-            return False
-        time.sleep(pause)
-        pause = min(pause * 2, 0.02)
+        while True:
+            if time.monotonic() + pause > started + wait:
+                if wait:
+                    logger.info("incident %s: %s busy for %.1f ms; the message will retry",
+                                incident_id, label, 1000 * (time.monotonic() - started))
+                return False
+            time.sleep(pause)
+            pause = min(pause * 2, 0.02)
+            if not locks.backend().is_locked(label, incident_id):
+                break
     if pause > 0.001:
         logger.info("incident %s: waited %.1f ms for %s",
                     incident_id, 1000 * (time.monotonic() - started), label)

@@ -155,14 +155,18 @@ class Channel(filesystem.Channel):
     def basic_ack(self, delivery_tag: str, multiple: bool = False) -> None:
         super().basic_ack(delivery_tag, multiple)
         self._forget(delivery_tag)
-        cast("Transport", self.connection).wake()  # a prefetch slot is free
+        self._wake()  # a prefetch slot is free
 
     def basic_reject(self, delivery_tag: str, requeue: bool = False) -> None:
         if not requeue:
             self._dead_letter(delivery_tag)
         super().basic_reject(delivery_tag, requeue)
         self._forget(delivery_tag)
-        cast("Transport", self.connection).wake()
+        self._wake()
+
+    def _wake(self) -> None:
+        if self.connection is not None:  # None once the channel is closed
+            cast("Transport", self.connection).wake()
 
     def _dead_letter(self, delivery_tag: str) -> None:
         """What RabbitMQ does for the queues' x-dead-letter arguments: move the rejected

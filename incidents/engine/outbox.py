@@ -98,7 +98,11 @@ def mark_published() -> None:
     if ids and (len(ids) >= MARK_SENT_MAX_IDS
                 or time.monotonic() - _unmarked.since >= MARK_SENT_AFTER_SECONDS):
         _unmarked.ids = []
-        _mark_sent(ids)
+        # Rows another transaction holds (a claim, a kill) are skipped, not waited for: the
+        # marks are advisory, and waiting for them inside a commit could deadlock.
+        free = (MessageLog.objects.filter(pk__in=ids, status=MessageStatus.QUEUED)
+                .select_for_update(skip_locked=True).values("pk"))
+        MessageLog.objects.filter(pk__in=free).update(status=MessageStatus.SENT)
 
 
 def _mark_sent(ids: list[str]) -> None:
