@@ -57,7 +57,7 @@ test-services: install
 	  echo "  sudo .ci/services   (needs rabbitmq-server, postgresql, redis-server)"; \
 	fi
 
-## The benchmark against raw Celery (~1 h; not part of `make test`): the embedded default, then
+## The benchmark against raw Celery (~35 min; not part of `make test`): the embedded default, then
 ## RabbitMQ + PostgreSQL + Redis, started on loopback when run as root with the Debian packages
 ## installed. Prints a table, writes bench/results.json. BENCH_ARGS="--quick --repeat 1": smoke.
 bench: install

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import pytest
 from django.db import connection
@@ -100,11 +102,34 @@ def test_a_foreign_or_broken_message_is_rejected_without_raising(transactional_d
     assert dispatch.deliver("probe_chain", body).result is Result.REJECTED
 
 
+@contextmanager
+def meanwhile(*actions: Callable[[], object]) -> Iterator[None]:
+    """Run `actions` in another thread (with its own connection) a moment after entering."""
+    def run() -> None:
+        for action in actions:
+            action()
+        connection.close()
+
+    other = threading.Timer(0.2, run)
+    other.start()
+    try:
+        yield
+    finally:
+        other.join()
+
+
+def busy_merge(incident_id: str) -> tuple[dict, Callable[[], bool]]:
+    """A merge message whose @atomic lock "someone" holds, and how to release it."""
+    message = sent(incident_id, "quicksort_merge", node="rL", sorted=[1])
+    assert locks.backend().acquire("_atomic:merge_handler", incident_id, "someone", 60)
+    return message, lambda: locks.backend().release("_atomic:merge_handler", incident_id,
+                                                    "someone")
+
+
 def test_an_atomic_handler_busy_for_the_incident_defers_with_a_growing_delay(incident_id,
                                                                               settings):
     settings.WORKFLOW_ATOMIC_WAIT_SECONDS = 0.01
-    message = sent(incident_id, "quicksort_merge", node="rL", sorted=[1])
-    assert locks.backend().acquire("_atomic:merge_handler", incident_id, "someone", 60)
+    message, release = busy_merge(incident_id)
     delays = []
     for retries in range(6):
         with pytest.raises(Deferred) as deferred:
@@ -112,46 +137,27 @@ def test_an_atomic_handler_busy_for_the_incident_defers_with_a_growing_delay(inc
         delays.append(deferred.value.delay)
     assert delays[-1] > delays[0] * 4
     assert MessageLog.objects.get(pk=message["MessageID"]).status == MessageStatus.SENT
-    locks.backend().release("_atomic:merge_handler", incident_id, "someone")
+    release()
     assert dispatch.deliver("quicksort_merge", message).result is Result.COMPLETE
     assert not Lock.objects.exists()
 
 
 def test_an_atomic_handler_busy_for_a_moment_is_waited_for_in_the_worker(incident_id, settings):
     settings.WORKFLOW_ATOMIC_WAIT_SECONDS = 30
-    message = sent(incident_id, "quicksort_merge", node="rL", sorted=[1])
-    assert locks.backend().acquire("_atomic:merge_handler", incident_id, "someone", 60)
+    message, release = busy_merge(incident_id)
     # The holder finishes while the delivery waits: it runs, without going back to the broker.
-    def release() -> None:
-        locks.backend().release("_atomic:merge_handler", incident_id, "someone")
-        connection.close()  # this thread's own
-
-    holder = threading.Timer(0.2, release)
-    holder.start()
-    try:
+    with meanwhile(release):
         assert dispatch.deliver("quicksort_merge", message).result is Result.COMPLETE
-    finally:
-        holder.join()
     assert not Lock.objects.exists()
 
 
 def test_an_atomic_delivery_does_not_run_for_an_incident_that_ended_while_it_waited(
         incident_id, settings):
     settings.WORKFLOW_ATOMIC_WAIT_SECONDS = 30
-    message = sent(incident_id, "quicksort_merge", node="rL", sorted=[1])
-    assert locks.backend().acquire("_atomic:merge_handler", incident_id, "someone", 60)
-
-    def cancel_then_release() -> None:  # what a failing or completing holder does
-        operations.cancel_incident(incident_id, reason="meanwhile", by="operator")
-        locks.backend().release("_atomic:merge_handler", incident_id, "someone")
-        connection.close()  # this thread's own
-
-    holder = threading.Timer(0.2, cancel_then_release)
-    holder.start()
-    try:
+    message, release = busy_merge(incident_id)
+    # What a failing or completing holder does: end the incident, then give the lock back.
+    with meanwhile(lambda: operations.cancel_incident(incident_id, reason="meanwhile"), release):
         assert dispatch.deliver("quicksort_merge", message).result is Result.NOT_PROCESSED
-    finally:
-        holder.join()
     row = MessageLog.objects.get(pk=message["MessageID"])
     assert row.status == MessageStatus.NOT_PROCESSED and "CANCELLED" in row.comment
     assert not Lock.objects.filter(label="_atomic:merge_handler").exists()
@@ -160,8 +166,7 @@ def test_an_atomic_delivery_does_not_run_for_an_incident_that_ended_while_it_wai
 @pytest.mark.timeout(10)  # it fails if the delivery waits for the lock
 def test_a_retried_atomic_delivery_does_not_wait_in_the_worker_again(incident_id, settings):
     settings.WORKFLOW_ATOMIC_WAIT_SECONDS = 30
-    message = sent(incident_id, "quicksort_merge", node="rL", sorted=[1])
-    assert locks.backend().acquire("_atomic:merge_handler", incident_id, "someone", 60)
+    message, _release = busy_merge(incident_id)
     with pytest.raises(Deferred):
         dispatch.deliver("quicksort_merge", message, retries=1)
 
