@@ -144,8 +144,8 @@ def deliver(queue: str, message: Any, *, redelivered: bool = False, retries: int
                            queue=queue, handler=spec.name)
         run.locks.add((atomic_label, incident_id))
     try:
-        if spec.atomic and not spec.internal:
-            status = incidents_db.status_of(incident_id)  # it may have ended meanwhile
+        if spec.atomic:  # the incident may have ended while it waited for the lock
+            status = incidents_db.status_of(incident_id)
             if status not in LIVE_INCIDENT_STATUSES:
                 _finish_unprocessed(row, f"incident {incident_id} is {status}")
                 return Outcome(Result.NOT_PROCESSED)
