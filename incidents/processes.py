@@ -71,11 +71,13 @@ class WorkerGroup:
 
     def start(self, name: str, *, concurrency: int = 1, pool: str = "prefork",
               queues: list[str] | None = None, timeout: float = 60.0,
-              app: str = "wfproject") -> Worker:
+              app: str = "wfproject", program: list[str] | None = None) -> Worker:
+        """Start `celery -A <app> worker` (or `program`, which takes the same options)."""
         log = Path(settings.VAR_DIR) / "logs" / f"{name}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         log.write_text("")
-        command = [sys.executable, "-m", "celery", "-A", app, "worker", "-n", f"{name}@%h",
+        program = program or [sys.executable, "-m", "celery", "-A", app, "worker"]
+        command = [*program, "-n", f"{name}@%h",
                    "-c", str(concurrency), "-P", pool, "-l", "INFO",
                    "--without-mingle", "--without-gossip"]
         if queues:

@@ -62,6 +62,16 @@ def test_the_seed_workflow_completes_under_celery_workers(workers):
         ("workflow._Cleanup", "SUCCESS")]
 
 
+def test_run_py_the_seeds_entry_point_starts_a_worker_that_runs_workflows(workers):
+    workers.start("seed-entry", program=[sys.executable, str(settings.BASE_DIR / "run.py")])
+    incident_id = workflow.CreateIncident(name="via run.py", kind="DUMMY_INCIDENT")
+    workflow.send(queue="A_queue", message={"IncidentID": incident_id})
+    workflow.FlushMessages()
+    incident = wait_until(lambda: ended(incident_id), what="the incident to complete")
+    assert incident.status == IncidentStatus.COMPLETE
+    assert "Hello from B" in workers.workers[0].log_text()
+
+
 def test_quicksort_of_1000_numbers_on_two_workers_sorts_and_merges_one_at_a_time(workers):
     workers.start("w1")
     workers.start("w2")
