@@ -98,7 +98,8 @@ STATIC_ROOT = VAR_DIR / "static"
 # Workflow modules loaded at start-up; each has a RegisterHandlers() function.
 WORKFLOW_MODULES = [
     m.strip()
-    for m in os.environ.get("WORKFLOW_MODULES", "workflows.simple,workflows.quicksort").split(",")
+    for m in os.environ.get("WORKFLOW_MODULES",
+                            "workflows.simple,workflows.quicksort,workflows.julia").split(",")
     if m.strip()
 ]
 WORKFLOW_REDIS_URL = os.environ.get("WORKFLOW_REDIS_URL", "")
