@@ -104,18 +104,22 @@ WORKFLOW_MODULES = [
 ]
 WORKFLOW_REDIS_URL = os.environ.get("WORKFLOW_REDIS_URL", "")
 
+# WF_LOG_FORMAT=json: one JSON object per line (production, log collectors); plain otherwise.
+# Workflow lines (the engine's and handlers' in workflows/) carry incident, queue and message.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"workflow_context": {"()": "incidents.logs.WorkflowContext"}},
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s"},
+        "plain": {"format": "%(asctime)s %(levelname)s %(processName)s %(name)s "
+                            "[%(incident_id)s %(queue)s %(message_id)s]: %(message)s"},
+        "json": {"()": "incidents.logs.JsonLines"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["workflow_context"],
+                             "formatter": os.environ.get("WF_LOG_FORMAT", "plain")}},
     "loggers": {
-        "incidents": {
-            "handlers": ["console"],
-            "level": os.environ.get("WORKFLOW_LOG_LEVEL", "INFO"),
-            "propagate": False,
-        },
+        name: {"handlers": ["console"], "level": os.environ.get("WORKFLOW_LOG_LEVEL", "INFO"),
+               "propagate": False}
+        for name in ("incidents", "workflows")
     },
 }

@@ -5,6 +5,8 @@ import os
 import socket
 import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -78,6 +80,19 @@ class HandlerRun(Staging):
 
 
 current_run: ContextVar[HandlerRun | None] = ContextVar("current_run", default=None)
+#: The delivery a worker is handling (queue, incident_id, message_id), for log lines.
+delivery: ContextVar[dict[str, str] | None] = ContextVar("delivery", default=None)
+
+
+@contextmanager
+def delivering(queue: str, message: Any) -> Iterator[None]:
+    ids = message if isinstance(message, dict) else {}
+    token = delivery.set({"queue": queue, "incident_id": str(ids.get("IncidentID") or "-"),
+                          "message_id": str(ids.get("MessageID") or "-")})
+    try:
+        yield
+    finally:
+        delivery.reset(token)
 _outside = threading.local()
 
 

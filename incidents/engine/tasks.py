@@ -9,7 +9,7 @@ from celery.exceptions import Reject, Retry
 from django.db import connections
 
 from incidents import conf
-from incidents.engine import deadletter, dispatch, locks, outbox
+from incidents.engine import context, deadletter, dispatch, locks, outbox
 from incidents.exceptions import Deferred
 
 logger = logging.getLogger(__name__)
@@ -40,6 +40,10 @@ def bind_queue(queue: str, time_limit: float | None = None) -> None:
         return
 
     def deliver(self: Any, message: Any, retake: bool = False, errors: int = 0) -> str:
+        with context.delivering(queue, message):  # log lines name the message
+            return _deliver(self, message, retake, errors)
+
+    def _deliver(self: Any, message: Any, retake: bool, errors: int) -> str:
         delivery = self.request.delivery_info or {}
         try:
             outcome = dispatch.deliver(queue, message, retries=self.request.retries, retake=retake,
