@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 
-# Before Django is set up: sends from here declare the queues as the workers do.
-os.environ.setdefault("WORKFLOW_MODULES", "bench.handlers,workflows.quicksort")
+# Before Django is set up: sends from here declare the queues as the workers do. (An empty
+# value, as `import incidents` leaves in a stand-alone script, means unset too.)
+if not os.environ.get("WORKFLOW_MODULES"):
+    os.environ["WORKFLOW_MODULES"] = "bench.handlers,workflows.quicksort"
 
 import argparse
 import json

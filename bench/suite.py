@@ -34,7 +34,8 @@ def production_env(var_dir: Path) -> dict[str, str]:
     """As deployed: DEBUG off (Django's query log costs ~10% per message), for the engine's
     and the raw workers alike."""
     env = {k: v for k, v in os.environ.items()
-           if k not in ("DATABASE_URL", "CELERY_BROKER_URL", "WORKFLOW_REDIS_URL")}
+           if k not in ("DATABASE_URL", "CELERY_BROKER_URL", "WORKFLOW_REDIS_URL",
+                        "WORKFLOW_MODULES")}  # bench.measure chooses its own
     return {**env, "WF_VAR_DIR": str(var_dir), "DJANGO_DEBUG": "0",
             "DJANGO_SECRET_KEY": secrets.token_urlsafe(32)}
 

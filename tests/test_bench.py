@@ -14,9 +14,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_the_benchmark_suite_runs_every_shape_on_the_engine_and_on_raw_celery(tmp_path):
     output = tmp_path / "results.json"
-    subprocess.run([sys.executable, "-m", "bench.suite", "--quick", "--repeat", "1",
-                    "--configs", "embedded", "--output", str(output), "--var-dir", str(tmp_path)],
-                   cwd=ROOT, check=True, timeout=600, capture_output=True)
+    run = subprocess.run([sys.executable, "-m", "bench.suite", "--quick", "--repeat", "1",
+                          "--configs", "embedded", "--output", str(output),
+                          "--var-dir", str(tmp_path)],
+                         cwd=ROOT, timeout=600, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-4000:]
     results = json.loads(output.read_text())
     result = results["configs"]["embedded"]
     for impl in ("engine", "raw"):

@@ -100,7 +100,7 @@ def test_an_operator_runs_watches_and_cancels_incidents_in_the_browser(browser, 
     assert "split r" in page.inner_text("#wf-graph")
     page.screenshot(path=str(artifacts / "admin-incident.png"), full_page=False)
 
-    chain_id = start(page, base, "PROBE_CHAIN", "long chain", '{"left": 1000000}')
+    chain_id = start(page, base, "PROBE_CHAIN", "long chain", '{"left": 1000000, "pause": 0.02}')
     page.wait_for_function("document.getElementById('wf-status')?.textContent === 'ACTIVE'",
                            timeout=60_000)
     page.click("#wf-cancel")
@@ -115,7 +115,7 @@ def test_an_operator_runs_watches_and_cancels_incidents_in_the_browser(browser, 
 
     # A user without the kill permission: no button, and a crafted POST is refused.
     limited_page = log_in(browser, base, "limited")
-    victim = start(limited_page, base, "PROBE_CHAIN", "not killable", '{"left": 1000000}')
+    victim = start(limited_page, base, "PROBE_CHAIN", "not killable", '{"left": 1000000, "pause": 0.02}')
     assert limited_page.locator("#wf-kill").count() == 0
     assert limited_page.locator("#wf-cancel").count() == 1
     token = next(c["value"] for c in limited_page.context.cookies() if c["name"] == "csrftoken")

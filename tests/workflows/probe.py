@@ -10,13 +10,16 @@ from incidents import workflow
 @workflow.handler
 def chain_handler(message):
     """Hop along a chain of `left` messages (from the message, or the parameters of a chain
-    started by kind), then complete the incident."""
-    left = message.get("left", message.get("parameters", {}).get("left", 0))
+    started by kind), then complete the incident; `pause` seconds (at most 1) per hop."""
+    parameters = message.get("parameters", {})
+    left = message.get("left", parameters.get("left", 0))
+    pause = min(1.0, float(message.get("pause", parameters.get("pause", 0))))
     if left <= 0:
         workflow.Complete(message["IncidentID"])
         return
-    workflow.send(message={"IncidentID": message["IncidentID"], "left": left - 1},
-                  queue="probe_chain")
+    time.sleep(pause)
+    workflow.send(message={"IncidentID": message["IncidentID"], "left": left - 1,
+                           **({"pause": pause} if pause else {})}, queue="probe_chain")
 
 
 @workflow.handler
