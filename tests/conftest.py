@@ -67,6 +67,16 @@ def ended(incident_id: str) -> Incident | None:
     return incident if incident.cleaned_at else None
 
 
+def run_seed_example(name: str) -> Incident:
+    """Run the seed's A -> B example on the running workers; the ended incident."""
+    incident_id = workflow.CreateIncident(name=name, kind="DUMMY_INCIDENT")
+    workflow.send(queue="A_queue", message={"IncidentID": incident_id})
+    workflow.FlushMessages()
+    incident = wait_until(lambda: ended(incident_id), what="the incident to complete")
+    assert isinstance(incident, Incident)
+    return incident
+
+
 def start_blocked_incident(folder, name: str) -> str:
     """An incident whose probe_block handler has started and waits for folder/release."""
     incident_id = workflow.CreateIncident(name=name, kind="TEST")

@@ -16,7 +16,7 @@ from incidents.models import FINAL_STATUSES, Incident, IncidentStatus, MessageLo
 from incidents.processes import worker_env
 from workflows import quicksort
 
-from .conftest import ended, start_blocked_incident, wait_until
+from .conftest import ended, run_seed_example, start_blocked_incident, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -46,10 +46,7 @@ def test_the_seed_example_with_only_its_import_changed_runs_to_complete(transact
 
 def test_the_seed_workflow_completes_under_celery_workers(workers):
     workers.start("w1")
-    incident_id = workflow.CreateIncident(name="some name", kind="DUMMY_INCIDENT")
-    workflow.send(queue="A_queue", message={"IncidentID": incident_id})
-    workflow.FlushMessages()
-    incident = wait_until(lambda: ended(incident_id), what="the incident to complete")
+    incident = run_seed_example("some name")
     assert incident.status == IncidentStatus.COMPLETE
     assert "Hello from B" in workers.workers[0].log_text()
     # Each handling left its Celery task result, found by task id = MessageID.
@@ -64,10 +61,7 @@ def test_the_seed_workflow_completes_under_celery_workers(workers):
 
 def test_run_py_the_seeds_entry_point_starts_a_worker_that_runs_workflows(workers):
     workers.start("seed-entry", program=[sys.executable, str(settings.BASE_DIR / "run.py")])
-    incident_id = workflow.CreateIncident(name="via run.py", kind="DUMMY_INCIDENT")
-    workflow.send(queue="A_queue", message={"IncidentID": incident_id})
-    workflow.FlushMessages()
-    incident = wait_until(lambda: ended(incident_id), what="the incident to complete")
+    incident = run_seed_example("via run.py")
     assert incident.status == IncidentStatus.COMPLETE
     assert "Hello from B" in workers.workers[0].log_text()
 

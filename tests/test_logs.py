@@ -7,12 +7,11 @@ import sys
 
 import pytest
 
-from incidents import workflow
 from incidents.engine.context import HandlerRun, current_run
 from incidents.logs import JsonLines, WorkflowContext
 from incidents.processes import WorkerGroup, worker_env
 
-from .conftest import TEST_MODULES, ended, wait_until
+from .conftest import TEST_MODULES, run_seed_example
 
 
 def record_in(run: HandlerRun | None, message: str = "hello") -> logging.LogRecord:
@@ -50,10 +49,7 @@ def test_a_worker_with_json_logs_names_the_incident_and_queue_on_its_workflow_li
     env = worker_env({"WORKFLOW_MODULES": TEST_MODULES, "WF_LOG_FORMAT": "json"})
     with WorkerGroup(env=env) as group:
         worker = group.start("json-logs")
-        incident_id = workflow.CreateIncident(name="json logs", kind="DUMMY_INCIDENT")
-        workflow.send(queue="A_queue", message={"IncidentID": incident_id})
-        workflow.FlushMessages()
-        wait_until(lambda: ended(incident_id), what="the incident to complete")
+        incident_id = str(run_seed_example("json logs").pk)
         lines = [json.loads(text) for text in worker.log_text().splitlines()
                  if text.startswith("{")]
     completed = [line for line in lines if "is COMPLETE" in line["message"]]
