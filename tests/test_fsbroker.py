@@ -109,3 +109,20 @@ def test_messages_of_a_dead_holder_are_recovered_even_if_its_pid_was_reused(tmp_
         assert queue.get(timeout=1).payload == {"n": 7}
         del message
         queue.close()
+
+
+def test_a_requeued_message_goes_back_to_the_head_of_its_queue_marked_redelivered(tmp_path):
+    # As on RabbitMQ: a message given back (its pool process died) must not wait behind the
+    # whole queue, it may hold up others (an @atomic run's lock).
+    with connection(tmp_path) as conn:
+        queue = conn.SimpleQueue("requeue")
+        for n in range(3):
+            queue.put({"n": n})
+        first = queue.get(timeout=1)
+        first.requeue()
+        again = queue.get(timeout=1)
+        assert again.payload == {"n": 0}
+        assert again.delivery_info["redelivered"] is True
+        again.ack()
+        assert [queue.get(timeout=1).payload["n"] for _ in range(2)] == [1, 2]
+        queue.close()

@@ -105,8 +105,12 @@ class Channel(filesystem.Channel):
             f.write(str_to_bytes(dumps(payload)))
         os.replace(partial, os.path.join(self.data_folder_out, name))
 
-    def _put(self, queue: str, message: Any, **kwargs: Any) -> None:  # type: ignore[override]
-        self._write(f"{round(monotonic() * 1000):015d}_{uuid.uuid4()}.{queue}.msg", message)
+    def _put(self, queue: str, message: Any, *, first: bool = False,  # type: ignore[override]
+             **kwargs: Any) -> None:
+        # Files are taken in name order; `first` (a message given back) sorts before the rest.
+        stamp = f"{'0' * 15}_{round(monotonic() * 1000):015d}" if first else \
+            f"{round(monotonic() * 1000):015d}"
+        self._write(f"{stamp}_{uuid.uuid4()}.{queue}.msg", message)
 
     def _get(self, queue: str, timeout: float | None = None) -> Any:
         if time.monotonic() - self._recovered_at > RECOVERY_INTERVAL_SECONDS:
@@ -189,12 +193,13 @@ class Channel(filesystem.Channel):
         self._put(DEAD_LETTER_QUEUE, payload)
 
     def _restore(self, message: Any) -> None:
-        """Put an unacked message back (reject with requeue, channel closed)."""
+        """Put an unacked message back (reject with requeue, channel closed) at the head of
+        its queue, as RabbitMQ does: it may hold up others (an @atomic run's lock)."""
         held = self._held.pop(message.delivery_tag, None)  # before the copy can be taken again
         payload = _mark_redelivered(message.serializable())
         for queue in self._lookup(message.delivery_info["exchange"],
                                   message.delivery_info["routing_key"]):
-            self._put(queue, payload)
+            self._put(queue, payload, first=True)
         if held:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(held)
