@@ -41,6 +41,11 @@ DEFAULTS: dict[str, Any] = {
     "MAX_ATTEMPTS": 5,
     # Above this many nodes, an incident's graph collapses tagged nodes into one per handler.
     "GRAPH_MAX_NODES": 200,
+    # Root of the per-incident scratch directories (workflow.IncidentDir); empty: var/incidents.
+    "SCRATCH_DIR": "",
+    # Serve Prometheus metrics at /metrics; with a token, scrapers must send it as a Bearer.
+    "METRICS": False,
+    "METRICS_TOKEN": "",
     # Keep each handler task's Celery result (django-celery-results), linked from the log.
     "STORE_TASK_RESULTS": True,
 }

@@ -96,6 +96,8 @@ class MessageLog(models.Model):
     completed = models.DateTimeField(null=True, blank=True, help_text="When its handling ended.")
     duration = models.FloatField(null=True, blank=True, help_text="Handling time in seconds.")
     attempts = models.PositiveIntegerField(default=0, help_text="How many times a handler started on it.")
+    lock_wait = models.FloatField(null=True, blank=True, help_text=(
+        "Seconds it waited for its @atomic handler's lock, over all tries; empty otherwise."))
     consumer = models.CharField(max_length=200, blank=True, default="",
                                 help_text="host:pid of the worker that handled it last.")
     comment = models.TextField(blank=True, default="",

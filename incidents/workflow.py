@@ -15,9 +15,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from incidents.engine import context, lifecycle, locks, persist, registry, sending, worker
+from incidents.engine import (
+    context,
+    lifecycle,
+    locks,
+    persist,
+    registry,
+    scratch,
+    sending,
+    worker,
+)
 from incidents.engine.validation import check_incident_id, check_seconds, check_text
 from incidents.exceptions import (  # noqa: F401  (re-exported for handler authors)
     LockTimeout,
@@ -29,7 +39,7 @@ from incidents.models import IncidentStatus
 
 __all__ = [
     "Cancel", "CheckLock", "CloseConnection", "Complete", "CreateIncident", "FlushMessages",
-    "GetLock", "OpenConnection", "Persist", "RegisterHandler", "RegisterKind", "ReleaseLock",
+    "GetLock", "IncidentDir", "OpenConnection", "Persist", "RegisterHandler", "RegisterKind", "ReleaseLock",
     "SetLoggingLevel",
     "WorkflowError", "atomic", "execute", "handler", "send", "setIncidentActive",
 ]
@@ -144,6 +154,15 @@ def Cancel(IncidentID: str, reason: str = "", status: str = "CANCELLED", CleanLo
     lifecycle.stage_ending(IncidentID, status, reason, where="Cancel()",
                            clean_locks=CleanLocks, clean_persist=CleanPersist,
                            clean_messages=CleanMessages, force=force)
+
+
+def IncidentDir(IncidentID: str) -> Path:
+    """The incident's scratch directory (created on first use), for temporary files such as
+    the seed's hotspots/. The incident's cleanup removes it on Complete, Cancel or Kill:
+    copy anything to keep elsewhere. (An extension of the seed.)"""
+    incident_id = check_incident_id(IncidentID, where="IncidentDir()")
+    lifecycle.incidents_db.require(incident_id, where="IncidentDir()")
+    return scratch.directory(incident_id)
 
 
 def _lock_args(label: Any, IncidentID: Any, where: str) -> tuple[str, str, str]:

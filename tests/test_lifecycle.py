@@ -132,6 +132,26 @@ def test_cleanup_removes_what_the_flags_say(incident_id, flags, left):
     assert remaining == left
 
 
+@pytest.mark.parametrize("end", [workflow.Complete, workflow.Cancel])
+def test_the_incident_scratch_directory_lives_until_cleanup(incident_id, end):
+    scratch = workflow.IncidentDir(incident_id)
+    assert scratch.is_dir() and scratch.name == incident_id
+    (scratch / "hotspots.csv").write_text("latitude,longitude\n")
+    assert workflow.IncidentDir(incident_id) == scratch  # the same one, kept
+    end(incident_id)
+    workflow.FlushMessages()
+    assert scratch.exists()  # until the cleanup runs
+    run_until_idle()
+    assert not scratch.exists()
+
+
+def test_incident_dir_refuses_bad_or_unknown_ids(transactional_db):
+    with pytest.raises(MessageError, match="not a UUID"):
+        workflow.IncidentDir("../../etc")
+    with pytest.raises(UnknownIncident):
+        workflow.IncidentDir(str(uuid.uuid4()))
+
+
 def test_cleanup_waits_while_a_message_is_in_flight(incident_id):
     workflow.send(message={"IncidentID": incident_id, "left": 0}, queue="probe_chain")
     workflow.FlushMessages()

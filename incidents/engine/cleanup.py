@@ -6,7 +6,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from incidents.engine import locks
+from incidents.engine import locks, scratch
 from incidents.engine.registry import mark_handler, spec_of
 from incidents.models import IN_FLIGHT_STATUSES, HandlerState, Incident, MessageLog
 
@@ -37,6 +37,7 @@ def _cleanup(message: dict[str, Any]) -> None:
     if message.get("CleanMessages", False):
         removed["messages"], _ = (MessageLog.objects.filter(incident_id=incident_id)
                                   .exclude(pk=message["MessageID"]).delete())
+    removed["scratch_dirs"] = int(scratch.remove(incident_id))
     Incident.objects.filter(pk=incident_id).update(cleaned_at=timezone.now())
     logger.info("incident %s cleaned up: %s", incident_id, removed)
 

@@ -30,6 +30,17 @@ def declare(connection: Any) -> None:
     dead_letter_queue().bind(connection.default_channel).declare()
 
 
+def count() -> int:
+    """How many dead letters wait in the queue."""
+    from wfproject.celery import app
+
+    with app.connection_for_write() as connection:
+        declare(connection)
+        queue = dead_letter_queue().bind(connection.default_channel)
+        declared: Any = queue.queue_declare(passive=True)  # (name, messages, consumers)
+        return int(declared.message_count)
+
+
 @dataclass
 class DeadLetter:
     queue: str  # where it was rejected from

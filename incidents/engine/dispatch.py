@@ -70,11 +70,12 @@ class _LockLost(Exception):
 
 
 def deliver(queue: str, message: Any, *, redelivered: bool = False, retries: int = 0,
-            retake: bool = False) -> Outcome:
+            retake: bool = False, waiting_since: float | None = None) -> Outcome:
     """Handle one delivery of `message` from `queue`. Raises Deferred to be retried later.
 
     `redelivered`: the broker gave it back (its worker died), so a claim on it is taken over;
-    `retake`: our own retry after an infrastructure error, which may have left a claim too.
+    `retake`: our own retry after an infrastructure error, which may have left a claim too;
+    `waiting_since`: when its first try found an @atomic handler busy (time.time()).
     """
     redelivered = redelivered or retake
     try:
@@ -105,9 +106,8 @@ def deliver(queue: str, message: Any, *, redelivered: bool = False, retries: int
     if row.status in FINAL_STATUSES:
         logger.info("queue %s: message %s already %s; duplicate delivery dropped",
                     queue, message_id, row.status)
-        if spec.atomic and redelivered:
-            # Its run committed and then died before releasing the handler's lock.
-            locks.backend().release_left_by(f"_atomic:{spec.name}", incident_id, f"{message_id}:")
+        if redelivered:  # its run committed and then died before releasing the lock
+            _free_lock_of_dead_runs(spec, message_id, incident_id)
         return Outcome(Result.DUPLICATE)
     if row.status == MessageStatus.PROCESSING and not redelivered:
         logger.info("queue %s: message %s is being handled by %s; extra copy dropped",
@@ -123,6 +123,7 @@ def deliver(queue: str, message: Any, *, redelivered: bool = False, retries: int
                        delay=locks.retry_delay(retries), incident_id=incident_id, queue=queue)
 
     if row.attempts >= conf.get("MAX_ATTEMPTS") and not retake:
+        _free_lock_of_dead_runs(spec, message_id, incident_id)
         return _give_up(spec, row)
     run = _new_run(spec, queue, message_id, incident_id, row.attempts + 1)
     atomic_label = f"_atomic:{spec.name}"
@@ -133,6 +134,7 @@ def deliver(queue: str, message: Any, *, redelivered: bool = False, retries: int
         # Wait in the worker on the first try only: a retry that waited every time would
         # hold pool slots for as long as a long @atomic run lasts.
         wait = float(conf.get("ATOMIC_WAIT_SECONDS")) if retries == 0 else 0.0
+        waiting_since = waiting_since or time.time()
         if not _take_atomic(atomic_label, incident_id, run.lock_owner, heir_of, wait):
             if row.status == MessageStatus.PROCESSING:
                 # Give the dead run's claim back: the retried copy is not marked redelivered
@@ -149,7 +151,8 @@ def deliver(queue: str, message: Any, *, redelivered: bool = False, retries: int
             if status not in LIVE_INCIDENT_STATUSES:
                 _finish_unprocessed(row, f"incident {incident_id} is {status}")
                 return Outcome(Result.NOT_PROCESSED)
-        if not _claim(row, run.attempt):
+        lock_wait = time.time() - waiting_since if waiting_since else None
+        if not _claim(row, run.attempt, lock_wait):
             return Outcome(Result.DUPLICATE)
         if incident.status == IncidentStatus.PENDING:
             Incident.objects.filter(pk=incident_id, status=IncidentStatus.PENDING).update(
@@ -157,6 +160,12 @@ def deliver(queue: str, message: Any, *, redelivered: bool = False, retries: int
         return _run_and_commit(spec, run, message)
     finally:
         _release_locks(run)
+
+
+def _free_lock_of_dead_runs(spec: HandlerSpec, message_id: str, incident_id: str) -> None:
+    """Release the @atomic lock an earlier, dead run of this message may still hold."""
+    if spec.atomic:
+        locks.backend().release_left_by(f"_atomic:{spec.name}", incident_id, f"{message_id}:")
 
 
 def _take_atomic(label: str, incident_id: str, owner: str, heir_of: str, wait: float) -> bool:
@@ -219,13 +228,13 @@ def _ids(message: Any) -> tuple[str, str]:
                            "is not a UUID") from None
 
 
-def _claim(row: MessageLog, attempt: int) -> bool:
+def _claim(row: MessageLog, attempt: int, lock_wait: float | None) -> bool:
     """Mark the row PROCESSING for this attempt; False if another delivery got there first."""
     row.received = timezone.now()
     return bool(MessageLog.objects.filter(pk=row.pk, attempts=attempt - 1,
                                           status__in=DELIVERABLE).update(
         status=MessageStatus.PROCESSING, attempts=attempt, received=row.received,
-        consumer=context.consumer()))
+        consumer=context.consumer(), lock_wait=lock_wait))
 
 
 def _run_and_commit(spec: HandlerSpec, run: HandlerRun, message: Any) -> Outcome:

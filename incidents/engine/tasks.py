@@ -39,17 +39,21 @@ def bind_queue(queue: str, time_limit: float | None = None) -> None:
     if name in app.tasks:
         return
 
-    def deliver(self: Any, message: Any, retake: bool = False, errors: int = 0) -> str:
+    def deliver(self: Any, message: Any, retake: bool = False, errors: int = 0,
+                since: float | None = None) -> str:
         with context.delivering(queue, message):  # log lines name the message
-            return _deliver(self, message, retake, errors)
+            return _deliver(self, message, retake, errors, since or time.time())
 
-    def _deliver(self: Any, message: Any, retake: bool, errors: int) -> str:
+    def _deliver(self: Any, message: Any, retake: bool, errors: int, since: float) -> str:
         delivery = self.request.delivery_info or {}
         try:
             outcome = dispatch.deliver(queue, message, retries=self.request.retries, retake=retake,
-                                       redelivered=bool(delivery.get("redelivered")))
+                                       redelivered=bool(delivery.get("redelivered")),
+                                       waiting_since=since)
         except Deferred as wait:
-            raise _retry_later(self, wait.delay, kwargs={"errors": errors}) from None
+            # `since` travels with the retries: the lock wait is measured from the first try.
+            raise _retry_later(self, wait.delay, kwargs={"errors": errors, "since": since}) \
+                from None
         except (Retry, Reject):
             raise
         except Exception as exc:  # the engine could not finish: never drop the message
