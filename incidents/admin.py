@@ -17,6 +17,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
+from incidents import conf
 from incidents.engine import graph, operations
 from incidents.exceptions import WorkflowError
 from incidents.forms import ReasonForm, StartIncidentForm
@@ -47,9 +48,18 @@ def status_badge(status: str) -> str:
                        'border-radius:3px">{}</span>', STATUS_COLOURS.get(status, "#333"), status)
 
 
-def task_result_link(message_id: Any) -> str:
+def flower_url() -> str:
+    return str(conf.get("FLOWER_URL")).rstrip("/")
+
+
+def celery_links(message_id: Any) -> str:
+    """The message's task result and, with WORKFLOW_FLOWER_URL set, its page in Flower (the
+    task id is the MessageID)."""
     url = reverse("admin:django_celery_results_taskresult_changelist")
-    return format_html('<a href="{}?q={}">task result</a>', url, message_id)
+    links = format_html('<a href="{}?q={}">task result</a>', url, message_id)
+    if flower_url():
+        links += format_html(' · <a href="{}/task/{}">Flower</a>', flower_url(), message_id)
+    return links
 
 
 def operator_name(request: HttpRequest) -> str:
@@ -242,6 +252,7 @@ class IncidentAdmin(admin.ModelAdmin):
             "can_cancel": self.has_cancel_permission(request),
             "can_kill": self.has_kill_permission(request),
             "results_url": reverse("admin:django_celery_results_taskresult_changelist"),
+            "flower_url": flower_url(),
             **(extra_context or {}),
         }
         return super().change_view(request, object_id, form_url, context)
@@ -276,7 +287,7 @@ class MessageLogAdmin(admin.ModelAdmin):
 
     @admin.display(description="Celery")
     def result(self, row: MessageLog) -> str:
-        return task_result_link(row.pk)
+        return celery_links(row.pk)
 
 
 class ReadOnlyRecordAdmin(admin.ModelAdmin):

@@ -46,6 +46,9 @@ DEFAULTS: dict[str, Any] = {
     # Serve Prometheus metrics at /metrics; with a token, scrapers must send it as a Bearer.
     "METRICS": False,
     "METRICS_TOKEN": "",
+    # Flower's address as operators reach it (http://127.0.0.1:5555): the admin links each
+    # message to its task there (task id = MessageID). Empty: no links.
+    "FLOWER_URL": "",
     # Keep each handler task's Celery result (django-celery-results), linked from the log.
     "STORE_TASK_RESULTS": True,
 }

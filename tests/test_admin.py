@@ -178,3 +178,18 @@ def test_crafted_ids_find_nothing(operator, crafted):
         assert response.status_code in (302, 404), (name, response.status_code)
     response = operator.get(f"/admin/incidents/incident/{crafted}/kill/")
     assert response.status_code in (302, 404)
+
+
+def test_with_flower_configured_each_message_links_to_its_task_there(viewer, incident_id,
+                                                                     settings):
+    message_id = workflow.send(message={"IncidentID": incident_id}, queue="A_queue")
+    workflow.FlushMessages()
+    flower_link = f'href="http://127.0.0.1:5555/task/{message_id}"'
+    assert flower_link not in viewer.get(page(incident_id)).content.decode()
+    settings.WORKFLOW_FLOWER_URL = "http://127.0.0.1:5555/"
+    assert flower_link in viewer.get(page(incident_id)).content.decode()
+    row_page = reverse("admin:incidents_messagelog_change", args=[message_id])
+    assert flower_link in viewer.get(row_page).content.decode()
+    # And back: Flower shows the task id, which the message log finds.
+    found = viewer.get(reverse("admin:incidents_messagelog_changelist"), {"q": message_id})
+    assert message_id in found.content.decode()
