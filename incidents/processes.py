@@ -1,6 +1,7 @@
 """Start and stop local `celery -A wfproject worker` processes (demo, tests, benchmarks)."""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -97,7 +98,8 @@ class WorkerGroup:
 
     def kill(self, worker: Worker) -> None:
         """SIGKILL the worker and its pool processes: no chance to ack or clean up."""
-        os.killpg(worker.process.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # all of them may have died already
+            os.killpg(worker.process.pid, signal.SIGKILL)
         worker.process.wait(timeout=30)
 
     def stop(self, timeout: float = 30.0) -> None:

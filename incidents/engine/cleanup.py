@@ -6,7 +6,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from incidents.engine import locks, scratch
+from incidents.engine import context, locks, scratch
 from incidents.engine.registry import mark_handler, spec_of
 from incidents.models import IN_FLIGHT_STATUSES, HandlerState, Incident, MessageLog
 
@@ -28,6 +28,14 @@ def must_wait(message: dict[str, Any]) -> bool:
 
 
 def _cleanup(message: dict[str, Any]) -> None:
+    # Applied in the commit that marks this message COMPLETE: an observer never sees the
+    # incident cleaned up while its cleanup message is still in flight.
+    run = context.current_run.get()
+    assert run is not None, "the cleanup runs only as the _Cleanup queue's handler"
+    run.in_commit.append(lambda: _remove_leftovers(message))
+
+
+def _remove_leftovers(message: dict[str, Any]) -> None:
     incident_id = message["IncidentID"]
     removed: dict[str, int] = {}
     if message.get("CleanLocks", True):

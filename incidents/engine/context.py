@@ -5,7 +5,7 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -68,6 +68,8 @@ class HandlerRun(Staging):
     attempt: int = 0
     sends: int = 0
     locks: set[tuple[str, str]] = field(default_factory=set)  # (label, incident_id)
+    # Engine-internal effects applied inside the commit that finishes the message (cleanup).
+    in_commit: list[Callable[[], None]] = field(default_factory=list)
     lock_owner: str = field(default_factory=lambda: f"run:{uuid.uuid4()}")
 
     def next_message_id(self) -> str:

@@ -314,6 +314,8 @@ def _still_exclusive(run: HandlerRun) -> None:
 def _commit_success(run: HandlerRun, duration: float) -> list[MessageLog]:
     _still_exclusive(run)
     _finish_row(run, MessageStatus.COMPLETE, duration)
+    for effect in run.in_commit:
+        effect()
     results.record(run, MessageStatus.COMPLETE)
     outbox.mark_published()
     rows = outbox.log_rows(run.outbox)

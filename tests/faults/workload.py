@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from incidents import workflow
@@ -37,10 +38,12 @@ def progress(workload: Workload) -> int:
                                      status=MessageStatus.COMPLETE).count()
 
 
-def assert_survived(workload: Workload, timeout: float = 300) -> None:
-    """Both incidents complete, every message ended, the sort is right, nothing ran twice."""
+def assert_survived(workload: Workload, timeout: float = 300,
+                    while_waiting: Callable[[], None] = lambda: None) -> None:
+    """Both incidents complete, every message ended, the sort is right, nothing ran twice.
+    `while_waiting` is called as the incidents are polled (e.g. to restart dead workers)."""
     for incident_id in (workload.sort_id, workload.chain_id):
-        incident = wait_until(lambda i=incident_id: ended(i), timeout=timeout,
+        incident = wait_until(lambda i=incident_id: while_waiting() or ended(i), timeout=timeout,
                               what=f"incident {incident_id} to end")
         assert incident.status == IncidentStatus.COMPLETE, incident.comment
     log = MessageLog.objects.filter(incident_id__in=[workload.sort_id, workload.chain_id])
