@@ -103,15 +103,18 @@ class WorkerGroup:
         worker.process.wait(timeout=30)
 
     def stop(self, timeout: float = 30.0) -> None:
+        """Warm shutdown: SIGTERM to each main process, which stops its pool itself (a TERM to
+        the whole group killed pool processes under it, and its join could hang), then
+        SIGKILL whatever of the group is left."""
         for worker in self.workers:
             if worker.process.poll() is None:
-                os.killpg(worker.process.pid, signal.SIGTERM)
+                worker.process.terminate()
         for worker in self.workers:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 worker.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(worker.process.pid, signal.SIGKILL)
-                worker.process.wait(timeout=timeout)
+            worker.process.wait(timeout=timeout)
         self.workers.clear()
 
     def __enter__(self) -> WorkerGroup:

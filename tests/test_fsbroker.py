@@ -124,5 +124,6 @@ def test_a_requeued_message_goes_back_to_the_head_of_its_queue_marked_redelivere
         assert again.payload == {"n": 0}
         assert again.delivery_info["redelivered"] is True
         again.ack()
-        assert [queue.get(timeout=1).payload["n"] for _ in range(2)] == [1, 2]
+        # (1 and 2 may share a millisecond, so their order is not asserted.)
+        assert {queue.get(timeout=1).payload["n"] for _ in range(2)} == {1, 2}
         queue.close()

@@ -1,5 +1,6 @@
 """The worker's consumer: a message Celery cannot decode (not JSON, pickle) is rejected into
-the dead-letter queue instead of being acknowledged and lost."""
+the dead-letter queue instead of being acknowledged and lost; on the embedded broker, a
+shutdown does not wait for the current drain to time out."""
 from __future__ import annotations
 
 import logging
@@ -16,3 +17,9 @@ class Consumer(CeleryConsumer):
                      (message.delivery_info or {}).get("routing_key", "?"),
                      message.content_type, exc)
         message.reject(requeue=False)
+
+    def connect(self) -> Any:
+        connection = super().connect()
+        if hasattr(connection.transport, "worker_consumer"):  # the embedded broker
+            connection.transport.worker_consumer = True
+        return connection
