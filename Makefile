@@ -5,7 +5,7 @@ WORKFLOW ?= quicksort
 SIZE ?= 1000
 STACK_ENV = eval "$$($(PY) -m tests.stack env)"
 
-.PHONY: install demo serve test lint test-embedded test-services bench soak services clean
+.PHONY: install demo serve test lint test-embedded test-services bench soak services image clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -71,6 +71,10 @@ soak: install
 ## Start RabbitMQ, PostgreSQL and Redis on loopback (root; Debian packages installed).
 services:
 	.ci/services >/dev/null
+
+## The deployment image (needs Docker; see README "Deployment" and docs/DEPLOYMENT.md).
+image:
+	docker build -t incident-workflows:$${WF_IMAGE_TAG:-latest} .
 
 clean:
 	rm -rf var/ $(VENV) *.egg-info

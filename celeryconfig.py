@@ -61,4 +61,7 @@ result_backend = "django-db"
 task_ignore_result = True
 
 worker_hijack_root_logger = False
+# Task events (what Flower shows) cost a broker message per task state change (on the
+# embedded broker, a file each while a monitor listens): off by default; on for the workers
+# the image starts (`deploy/entrypoint.sh worker` runs `celery worker -E`), or pass -E.
 worker_send_task_events = False
