@@ -15,7 +15,7 @@ from incidents.processes import WorkerGroup, worker_env
 from incidents.testing import purge_queues
 
 REQUIRE_SERVICES = os.environ.get("WF_REQUIRE_SERVICES") == "1"
-TEST_MODULES = "workflows.simple,workflows.quicksort,workflows.julia,tests.workflows.probe"
+TEST_MODULES = "workflows.simple,workflows.quicksort,workflows.julia,workflows.wildfire,tests.workflows.probe"
 registry.load_workflow_modules(["tests.workflows.probe"])
 # The live server answers each request in a new thread; persistent connections would outlive
 # those threads and keep the test database busy at teardown.

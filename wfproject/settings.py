@@ -21,6 +21,27 @@ if not DEBUG and SECRET_KEY == _DEV_SECRET_KEY:
     )
 ALLOWED_HOSTS = [h for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost").split(",") if h]
 
+
+def _env_flag(name: str, default: bool) -> bool:
+    return os.environ.get(name, "1" if default else "0").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _env_list(name: str) -> list[str]:
+    return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
+
+
+# Production, behind a TLS-terminating proxy (docs/DEPLOYMENT.md). Session and CSRF cookies
+# travel over HTTPS only once DEBUG is off; DJANGO_SECURE_COOKIES=0 lets an operator log in
+# over plain http with DEBUG off (tests and `make serve` run with DEBUG on: no change there).
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = _env_flag("DJANGO_SECURE_COOKIES", not DEBUG)
+# The proxy's origin(s) for the admin's POSTs, e.g. https://workflows.example.org.
+CSRF_TRUSTED_ORIGINS = _env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
+if _env_flag("DJANGO_TRUST_X_FORWARDED_PROTO", False):
+    # Only behind a proxy that sets (and strips clients') X-Forwarded-Proto: a request is
+    # HTTPS when the proxy says so.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_HSTS_SECONDS", "0"))
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -41,6 +62,10 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+if not DEBUG:
+    # gunicorn serves no files: whitenoise serves the collected STATIC_ROOT (with DEBUG on,
+    # runserver serves them from the apps, as ever).
+    MIDDLEWARE.insert(1, "whitenoise.middleware.WhiteNoiseMiddleware")
 
 ROOT_URLCONF = "wfproject.urls"
 WSGI_APPLICATION = "wfproject.wsgi.application"
@@ -93,13 +118,24 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT = Path(os.environ.get("DJANGO_STATIC_ROOT") or VAR_DIR / "static")
+# DJANGO_STATIC_MANIFEST=1 (the image sets it, and collects static files at build): hashed,
+# compressed copies served with far-future cache headers. A manifest storage refuses to
+# render a page whose files were not collected, so without the flag (tests, `make serve`)
+# Django's plain storage is kept.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+                    if _env_flag("DJANGO_STATIC_MANIFEST", False)
+                    else "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
 
 # Workflow modules loaded at start-up; each has a RegisterHandlers() function.
 WORKFLOW_MODULES = [
     m.strip()
     for m in os.environ.get("WORKFLOW_MODULES",
-                            "workflows.simple,workflows.quicksort,workflows.julia").split(",")
+                            "workflows.simple,workflows.quicksort,workflows.julia,"
+                            "workflows.wildfire").split(",")
     if m.strip()
 ]
 WORKFLOW_REDIS_URL = os.environ.get("WORKFLOW_REDIS_URL", "")

@@ -90,11 +90,13 @@ def write_png(incident_id, tiles, width, height, max_iter):
 
 def start_demo(size=256, seed=None):
     """`make demo WORKFLOW=julia [SIZE=n]`: an n x n image in 4 x 4 tiles."""
-    from incidents.engine import operations
-
     parameters = {**DEFAULTS, "width": size, "height": size}
-    return operations.start_incident(name=f"julia {size} x {size}", kind=KIND,
-                                     parameters=parameters), parameters
+    incident_id = workflow.CreateIncident(name=f"julia {size} x {size}", kind=KIND,
+                                          parameters=parameters)
+    workflow.send(message={"IncidentID": incident_id, "parameters": parameters},
+                  queue="julia_start")
+    workflow.FlushMessages()
+    return incident_id, parameters
 
 
 def check_demo(incident_id, parameters):

@@ -1,0 +1,52 @@
+"""`make demo WORKFLOW=wildfire`: the synthetic first pass over its region, one map."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from incidents import workflow
+
+from . import KIND, synthetic
+from .handlers import START, map_path, summary_path
+from .maps import map_size
+
+
+def start_demo(size: int) -> tuple[str, dict[str, Any]]:
+    """Write the synthetic FIRMS file under var/demo/wildfire/ and start an incident on it
+    with a `size`-pixel-wide map (64..4096)."""
+    from django.conf import settings
+
+    directory = Path(settings.VAR_DIR) / "demo" / "wildfire"
+    hotspots = next(p for p in synthetic.write(directory) if p.name == "viirs_pass1.csv")
+    parameters = {"bbox": list(synthetic.REGION), "hotspots": str(hotspots),
+                  "map_width": min(4096, max(64, size))}
+    incident_id = workflow.CreateIncident(name=f"wildfire demo, {parameters['map_width']} px map",
+                                          kind=KIND, parameters=parameters)
+    workflow.send(message={"IncidentID": incident_id, "parameters": parameters}, queue=START)
+    workflow.FlushMessages()
+    return incident_id, parameters
+
+
+def check_demo(incident_id: str, parameters: dict[str, Any]) -> str:
+    """Return where the map is; raise ValueError if it or its summary is missing or wrong."""
+    from PIL import Image
+
+    path = map_path(incident_id)
+    try:
+        with Image.open(path) as image:
+            size = image.size
+        summary = json.loads(summary_path(incident_id).read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"wildfire: no map or summary for incident {incident_id}: {exc}") from exc
+    expected = map_size(parameters["bbox"], parameters["map_width"])
+    if size != expected:
+        raise ValueError(f"wildfire: {path} is {size[0]} x {size[1]}, expected {expected[0]} x "
+                         f"{expected[1]}")
+    names = [c["name"] for c in summary["clusters"]]
+    seen = [name for name, _ in summary["results_seen"]]
+    if not names or sorted(seen) != sorted(names):
+        raise ValueError(f"wildfire: the merge saw results {seen} for clusters {names}; "
+                         "expected each cluster once")
+    return (f"drew a {size[0]} x {size[1]} map of {len(names)} clusters ({summary['hotspots']} "
+            f"hotspots, {summary['burnt_km2']} km2 simulated burnt): {path}")
