@@ -70,7 +70,7 @@ class WorkflowCollector:
                                 "queue for an operator.", value=deadletter.count())
 
 
-def _registry() -> CollectorRegistry:
+def registry() -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(WorkflowCollector())  # type: ignore[arg-type]
     return registry
@@ -87,4 +87,4 @@ def metrics(request: HttpRequest) -> HttpResponse:
     if token and not hmac.compare_digest(sent.encode(), f"Bearer {token}".encode()):
         return HttpResponse("send Authorization: Bearer <WORKFLOW_METRICS_TOKEN>", status=401,
                             content_type="text/plain")
-    return HttpResponse(generate_latest(_registry()), content_type=CONTENT_TYPE_LATEST)
+    return HttpResponse(generate_latest(registry()), content_type=CONTENT_TYPE_LATEST)
