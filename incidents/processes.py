@@ -38,6 +38,18 @@ class Worker:
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
+    def stop(self, timeout: float = 30.0) -> None:
+        """Warm shutdown: SIGTERM to the main process, which stops its pool itself (a TERM to
+        the whole group killed pool processes under it, and its join could hang), then
+        SIGKILL whatever of its group is left."""
+        if self.process.poll() is None:
+            self.process.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=timeout)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=timeout)
+
     def rss_megabytes(self) -> float:
         """Resident memory of the worker and its pool processes, in MB (Linux /proc)."""
         total = 0
@@ -103,18 +115,11 @@ class WorkerGroup:
         worker.process.wait(timeout=30)
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Warm shutdown: SIGTERM to each main process, which stops its pool itself (a TERM to
-        the whole group killed pool processes under it, and its join could hang), then
-        SIGKILL whatever of the group is left."""
-        for worker in self.workers:
+        for worker in self.workers:  # all at once, then wait for each
             if worker.process.poll() is None:
                 worker.process.terminate()
         for worker in self.workers:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                worker.process.wait(timeout=timeout)
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(worker.process.pid, signal.SIGKILL)
-            worker.process.wait(timeout=timeout)
+            worker.stop(timeout)
         self.workers.clear()
 
     def __enter__(self) -> WorkerGroup:

@@ -217,24 +217,25 @@ def test_a_message_whose_handling_keeps_dying_is_given_up_as_error(incident_id, 
     assert MessageLog.objects.filter(destination="_Cleanup").exists()
 
 
-def test_giving_up_on_an_atomic_message_frees_the_lock_its_dead_runs_held(incident_id, settings):
-    settings.WORKFLOW_MAX_ATTEMPTS = 2
+def merge_held_by_dead_runs(incident_id, attempts):
+    """A merge message whose runs (`attempts` of them) claimed it, took the merge lock, died."""
     message = sent(incident_id, "quicksort_merge", node="rL", sorted=[1])
     MessageLog.objects.filter(pk=message["MessageID"]).update(
-        status=MessageStatus.PROCESSING, attempts=2)
+        status=MessageStatus.PROCESSING, attempts=attempts)
     assert locks.backend().acquire("_atomic:merge_handler", incident_id,
                                    f"{message['MessageID']}:deadbeef", 60)
+    return message
+
+
+def test_giving_up_on_an_atomic_message_frees_the_lock_its_dead_runs_held(incident_id, settings):
+    settings.WORKFLOW_MAX_ATTEMPTS = 2
+    message = merge_held_by_dead_runs(incident_id, attempts=2)
     assert dispatch.deliver("quicksort_merge", message, redelivered=True).result is Result.ERROR
     assert not Lock.objects.filter(label="_atomic:merge_handler").exists()
 
 
 def test_a_takeover_inherits_the_atomic_lock_of_the_run_that_died(incident_id):
-    message = sent(incident_id, "quicksort_merge", node="rL", sorted=[1])
-    # A worker claimed the message, took the merge lock, and died.
-    MessageLog.objects.filter(pk=message["MessageID"]).update(
-        status=MessageStatus.PROCESSING, attempts=1)
-    assert locks.backend().acquire("_atomic:merge_handler", incident_id,
-                                   f"{message['MessageID']}:deadbeef", 60)
+    message = merge_held_by_dead_runs(incident_id, attempts=1)
     assert dispatch.deliver("quicksort_merge", message, redelivered=True).result is Result.COMPLETE
     assert not Lock.objects.exists()
 

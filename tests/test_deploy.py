@@ -14,7 +14,6 @@ import os
 import re
 import secrets
 import shlex
-import signal
 import socket
 import subprocess
 import sys
@@ -32,7 +31,7 @@ import yaml
 from django.conf import settings
 
 from incidents import conf
-from incidents.processes import WorkerGroup
+from incidents.processes import Worker, WorkerGroup
 
 from .conftest import wait_until
 
@@ -299,25 +298,6 @@ def test_the_build_context_leaves_out_secrets_and_local_state():
 # --- The entry commands on RabbitMQ + PostgreSQL (the service pass) -----------------------------
 
 @dataclass
-class Process:
-    name: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def log_text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=30)
-
-
-@dataclass
 class Deployment:
     env: dict[str, str]
     database: dict[str, Any]
@@ -356,13 +336,13 @@ def entry(*args: str, env: dict[str, str]) -> str:
     return done.stdout
 
 
-def start(role: str, url: str, *, env: dict[str, str], logs: Path) -> Process:
+def start(role: str, url: str, *, env: dict[str, str], logs: Path) -> Worker:
     """Start a serving role of the entry script; return once `url` answers 200."""
     log = logs / f"deploy-{role}.log"
     with open(log, "wb") as out:
         process = subprocess.Popen([str(ENTRYPOINT), role], env=env, cwd=ROOT, stdout=out,
                                    stderr=subprocess.STDOUT, start_new_session=True)
-    running = Process(role, process, log)
+    running = Worker(role, process, log)
 
     def ready() -> bool:
         if process.poll() is not None:
@@ -431,7 +411,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
     })
     if os.environ.get("WF_TEST_REDIS_URL"):
         env["WORKFLOW_REDIS_URL"] = os.environ["WF_TEST_REDIS_URL"]
-    started: list[Process] = []
+    started: list[Worker] = []
     workers = WorkerGroup(env=env)
     try:
         migrate_output = entry("migrate", env=env)
