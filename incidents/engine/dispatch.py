@@ -75,7 +75,8 @@ def deliver(queue: str, message: Any, *, redelivered: bool = False, retries: int
 
     `redelivered`: the broker gave it back (its worker died), so a claim on it is taken over;
     `retake`: our own retry after an infrastructure error, which may have left a claim too;
-    `waiting_since`: when its first try found an @atomic handler busy (time.time()).
+    `waiting_since`: when its first try started (time.time()); an @atomic handler's lock
+    wait is counted from it.
     """
     redelivered = redelivered or retake
     try:
@@ -151,7 +152,7 @@ def deliver(queue: str, message: Any, *, redelivered: bool = False, retries: int
             if status not in LIVE_INCIDENT_STATUSES:
                 _finish_unprocessed(row, f"incident {incident_id} is {status}")
                 return Outcome(Result.NOT_PROCESSED)
-        lock_wait = time.time() - waiting_since if waiting_since else None
+        lock_wait = time.time() - waiting_since if spec.atomic and waiting_since else None
         if not _claim(row, run.attempt, lock_wait):
             return Outcome(Result.DUPLICATE)
         if incident.status == IncidentStatus.PENDING:
