@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import itertools
 import logging
 import os
 import socket
@@ -71,6 +72,7 @@ class _Liveness:
 
 
 _liveness = _Liveness()
+_puts = itertools.count()
 
 
 def _mark_redelivered(payload: dict[str, Any]) -> dict[str, Any]:
@@ -108,9 +110,11 @@ class Channel(filesystem.Channel):
 
     def _put(self, queue: str, message: Any, *, first: bool = False,  # type: ignore[override]
              **kwargs: Any) -> None:
-        # Files are taken in name order; `first` (a message given back) sorts before the rest.
-        stamp = f"{'0' * 15}_{round(monotonic() * 1000):015d}" if first else \
-            f"{round(monotonic() * 1000):015d}"
+        # Files are taken in name order: by time, then in the order this process put them;
+        # `first` (a message given back) sorts before the rest.
+        stamp = f"{round(monotonic() * 1000):015d}_{next(_puts):012d}"
+        if first:
+            stamp = f"{'0' * 15}_{stamp}"
         self._write(f"{stamp}_{uuid.uuid4()}.{queue}.msg", message)
 
     def _get(self, queue: str, timeout: float | None = None) -> Any:
