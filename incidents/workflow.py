@@ -35,7 +35,7 @@ from incidents.exceptions import (  # noqa: F401  (re-exported for handler autho
     UnknownIncident,
     WorkflowError,
 )
-from incidents.models import IncidentStatus
+from incidents.models import LIVE_INCIDENT_STATUSES, IncidentStatus
 
 __all__ = [
     "Cancel", "CheckLock", "CloseConnection", "Complete", "CreateIncident", "FlushMessages",
@@ -161,7 +161,10 @@ def IncidentDir(IncidentID: str) -> Path:
     the seed's hotspots/. The incident's cleanup removes it on Complete, Cancel or Kill:
     copy anything to keep elsewhere. (An extension of the seed.)"""
     incident_id = check_incident_id(IncidentID, where="IncidentDir()")
-    lifecycle.incidents_db.require(incident_id, where="IncidentDir()")
+    status = lifecycle.incidents_db.require(incident_id, where="IncidentDir()")
+    if status not in LIVE_INCIDENT_STATUSES:  # its cleanup has run, or will not wait for us
+        raise MessageError(f"IncidentDir(): incident {incident_id} has ended ({status}); "
+                           "its scratch directory goes with its cleanup", incident_id=incident_id)
     return scratch.directory(incident_id)
 
 

@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 
 from incidents import workflow
-from incidents.engine import context, registry
+from incidents.engine import context, registry, scratch
 from incidents.exceptions import WorkflowError
 from incidents.models import HandlerState, Incident, IncidentStatus, Lock, MessageLog
 from incidents.testing import purge_queues, queued_count
@@ -354,6 +354,18 @@ def test_set_incident_active_activates_only_a_pending_incident_or_refuses_cleanl
             assert activated.value is True and incident.status == IncidentStatus.ACTIVE
         else:
             assert activated.value is False and incident.status == IncidentStatus.CANCELLED
+
+
+@fuzz
+@given(incident_id=incident_ids)
+def test_incident_dir_is_made_for_a_live_incident_only_or_refused_cleanly(incident_id):
+    world = fresh_world()
+    made = attempt(lambda: workflow.IncidentDir(world.resolve(incident_id)))
+    if made.ok:
+        assert isinstance(incident_id, Existing) and incident_id.which == "live"
+        assert made.value.is_dir() and made.value.name == world.live
+    else:
+        assert not (scratch.root() / world.ended).exists()
 
 
 # --- Persist ---------------------------------------------------------------------------------
