@@ -286,6 +286,19 @@ def test_the_map_shows_the_burnt_area_and_the_hotspots_where_they_are():
 # Parameters
 
 
+@pytest.fixture(autouse=True)
+def _hotspot_files_may_come_from_tmp_path(monkeypatch, tmp_path):
+    monkeypatch.setenv("WILDFIRE_DATA_DIRS", f"{tmp_path},{DATA}")
+
+
+def test_a_hotspot_file_outside_the_data_directories_is_refused(tmp_path):
+    (tmp_path / "f.csv").write_text("x")
+    for outside in ("/etc/passwd", str(tmp_path / ".." / "f.csv"), "../../etc/passwd"):
+        with pytest.raises(WildfireInputError, match="outside the hotspot data directories"):
+            validate({"bbox": list(REGION), "hotspots": outside}, base_dir=tmp_path)
+    assert validate({"bbox": list(REGION), "hotspots": "f.csv"}, base_dir=tmp_path)
+
+
 def test_good_parameters_get_the_documented_defaults(tmp_path):
     (tmp_path / "f.csv").write_text("x")
     params = validate({"bbox": list(REGION), "hotspots": "f.csv"}, base_dir=tmp_path)

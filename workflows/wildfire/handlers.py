@@ -21,7 +21,7 @@ from typing import Any
 from incidents import workflow
 
 from . import KIND, clusters, firms, maps, spread
-from .params import Params, WildfireInputError, resolve_path, validate
+from .params import Params, WildfireInputError, data_dirs, resolve_path, validate
 
 logger = logging.getLogger(__name__)
 
@@ -29,9 +29,8 @@ START, INGEST, SIMULATE, MERGE = "wildfire_start", "wildfire_ingest", "wildfire_
 
 
 def _base_dir() -> Path:
-    from django.conf import settings
-
-    return Path(settings.BASE_DIR)
+    """Relative hotspot paths start from the first data directory (default: var/)."""
+    return data_dirs()[0]
 
 
 def map_path(incident_id: str) -> Path:
@@ -94,7 +93,12 @@ def wildfire_ingest_handler(message: dict[str, Any]) -> None:
         logger.warning("wildfire: more hotspots (%s) for an incident started without "
                        "\"watch\": true; ignored", source)
         return
-    ingest_pass(incident_id, params, passes, resolve_path(source, _base_dir()))
+    try:
+        path = resolve_path(source, _base_dir())
+    except ValueError as exc:
+        raise WildfireInputError(f"wildfire_ingest: 'hotspots' {exc}", incident_id=incident_id,
+                                 queue=INGEST) from None
+    ingest_pass(incident_id, params, passes, path)
 
 
 def ingest_pass(incident_id: str, params: Params, passes: list[dict[str, Any]], source: Path) -> None:

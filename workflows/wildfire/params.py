@@ -1,7 +1,7 @@
 """The parameters of a WILDFIRE incident: defaults, and validation that says what to fix.
 
     {"bbox": [-120.5, 38.1, -119.9, 38.6],      # required: min_lon, min_lat, max_lon, max_lat
-     "hotspots": "/data/firms/viirs_today.csv",  # required: a FIRMS CSV file (VIIRS or MODIS)
+     "hotspots": "firms/viirs_today.csv",       # required: a FIRMS CSV in WILDFIRE_DATA_DIRS
      "watch": false,          # true: stay ACTIVE for more hotspot files until closed
      "link_km": 2.0,          # hotspots closer than this are one cluster
      "min_confidence": "nominal",                # low | nominal | high
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -119,16 +120,38 @@ def _hotspots(value: Any, base_dir: Path, problems: list[str]) -> str:
         problems.append(f"'hotspots' {value!r:.80} must be the path of a FIRMS CSV file (VIIRS or "
                         "MODIS, as downloaded from https://firms.modaps.eosdis.nasa.gov)")
         return ""
-    path = resolve_path(value, base_dir)
+    try:
+        path = resolve_path(value, base_dir)
+    except ValueError as exc:
+        problems.append(f"'hotspots' {exc}")
+        return ""
     if not path.is_file():
         problems.append(f"'hotspots' {value!r}: no such file ({path}); give a path the workers can "
                         f"read, absolute or relative to {base_dir}")
     return str(path)
 
 
+def data_dirs() -> list[Path]:
+    """Where hotspot files may be read from: WILDFIRE_DATA_DIRS (comma-separated), else var/
+    and the shipped samples. An incident's parameters must not make workers read any file."""
+    from django.conf import settings
+
+    listed = [d.strip() for d in os.environ.get("WILDFIRE_DATA_DIRS", "").split(",") if d.strip()]
+    dirs = [Path(d) for d in listed] or [Path(settings.VAR_DIR),
+                                         Path(settings.BASE_DIR) / "tests" / "data" / "firms"]
+    return [d.expanduser().resolve() for d in dirs]
+
+
 def resolve_path(value: str, base_dir: Path) -> Path:
+    """The file `value` names (relative to `base_dir`); ValueError outside data_dirs()."""
     path = Path(value).expanduser()
-    return path if path.is_absolute() else base_dir / path
+    path = (path if path.is_absolute() else base_dir / path).resolve()
+    allowed = data_dirs()
+    if not any(path.is_relative_to(d) for d in allowed):
+        raise ValueError(f"{value!r} is outside the hotspot data directories "
+                         f"({', '.join(map(str, allowed))}); put the FIRMS file in one of them "
+                         "or list its directory in WILDFIRE_DATA_DIRS")
+    return path
 
 
 def _number(source: dict[str, Any], name: str, default: float, low: float, high: float,
