@@ -39,8 +39,8 @@ from incidents.models import LIVE_INCIDENT_STATUSES, IncidentStatus
 
 __all__ = [
     "Cancel", "CheckLock", "CloseConnection", "Complete", "CreateIncident", "FlushMessages",
-    "GetLock", "IncidentDir", "OpenConnection", "Persist", "RegisterHandler", "RegisterKind", "ReleaseLock",
-    "SetLoggingLevel",
+    "GetLock", "IncidentDir", "OpenConnection", "Persist", "RegisterHandler", "RegisterKind",
+    "ReleaseLock", "SetLoggingLevel",
     "WorkflowError", "atomic", "execute", "handler", "send", "setIncidentActive",
 ]
 

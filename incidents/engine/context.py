@@ -95,6 +95,8 @@ def delivering(queue: str, message: Any) -> Iterator[None]:
         yield
     finally:
         delivery.reset(token)
+
+
 _outside = threading.local()
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -236,11 +235,8 @@ def draw(incident_id: str, params: Params, plan: dict[str, Any], shown: list[dic
                                         f"{burnt_km2:.1f} km2 simulated burnt")
     scratch = workflow.IncidentDir(incident_id)
     drawn = maps.save_png(image, scratch / "maps" / f"pass-{number:03d}.png")
-    kept = map_path(incident_id)
-    kept.parent.mkdir(parents=True, exist_ok=True)
-    partial = kept.with_name(f".{kept.name}.{os.getpid()}.partial")
-    shutil.copyfile(drawn, partial)
-    os.replace(partial, kept)
+    kept = maps.write_atomically(map_path(incident_id),
+                                 lambda partial: shutil.copyfile(drawn, partial))
     summary = {
         "incident": incident_id, "pass": number, "map": str(kept), "scratch_map": str(drawn),
         "scratch_files": sorted(str(p.relative_to(scratch)) for p in scratch.rglob("*") if p.is_file()),
@@ -251,9 +247,8 @@ def draw(incident_id: str, params: Params, plan: dict[str, Any], shown: list[dic
                       "steps_run": r["result"]["steps_run"]} for r in shown],
         "results_seen": [[r["cluster"], r["pass"]] for r in results],
     }
-    partial = summary_path(incident_id).with_name(f".{kept.stem}.json.{os.getpid()}.partial")
-    partial.write_text(json.dumps(summary, indent=1))
-    os.replace(partial, summary_path(incident_id))
+    maps.write_atomically(summary_path(incident_id),
+                          lambda partial: partial.write_text(json.dumps(summary, indent=1)))
     logger.info("wildfire pass %d: map of %d clusters drawn: %s", number, len(shown), kept)
     return kept
 

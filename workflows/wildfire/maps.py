@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -94,10 +94,14 @@ def _graticule(draw: ImageDraw.ImageDraw, bbox: Sequence[float], width: int, hei
         draw.line((0, y, width, y), fill=GRATICULE)
 
 
-def save_png(image: Image.Image, path: Path) -> Path:
-    """Write `path` atomically (a reader never sees half a file); return it."""
+def write_atomically(path: Path, write: Callable[[Path], object]) -> Path:
+    """Write `path` by `write(partial)` and a rename (a reader never sees half a file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    image.save(partial, format="PNG")
+    write(partial)
     os.replace(partial, path)
     return path
+
+
+def save_png(image: Image.Image, path: Path) -> Path:
+    return write_atomically(path, lambda partial: image.save(partial, format="PNG"))
