@@ -25,6 +25,8 @@ import random
 import sys
 from pathlib import Path
 
+from .clusters import KM_PER_DEGREE_LAT, KM_PER_DEGREE_LON_EQUATOR
+
 REGION = (-120.5, 38.1, -119.9, 38.6)  # min_lon, min_lat, max_lon, max_lat
 SEED = 20240816
 VIIRS_COLUMNS = ["latitude", "longitude", "bright_ti4", "scan", "track", "acq_date", "acq_time",
@@ -33,11 +35,11 @@ MODIS_COLUMNS = ["latitude", "longitude", "brightness", "scan", "track", "acq_da
                  "satellite", "instrument", "confidence", "version", "bright_t31", "frp", "daynight"]
 # Fires of the first pass: centre (lon, lat) and number of hotspots.
 FIRES = [((-120.32, 38.45), 14), ((-120.08, 38.22), 9), ((-119.98, 38.52), 6)]
-KM_PER_DEGREE_LAT = 110.574
 
 
 def _km_to_degrees(lat: float, east_km: float, north_km: float) -> tuple[float, float]:
-    return (east_km / (111.320 * math.cos(math.radians(lat))), north_km / KM_PER_DEGREE_LAT)
+    return (east_km / (KM_PER_DEGREE_LON_EQUATOR * math.cos(math.radians(lat))),
+            north_km / KM_PER_DEGREE_LAT)
 
 
 def _grow(rng: random.Random, points: list[tuple[float, float]], count: int,
