@@ -35,9 +35,8 @@ def count() -> int:
     from wfproject.celery import app
 
     with app.connection_for_write() as connection:
-        declare(connection)
         queue = dead_letter_queue().bind(connection.default_channel)
-        declared: Any = queue.queue_declare(passive=True)  # (name, messages, consumers)
+        declared: Any = queue.queue_declare()  # made if missing; (name, messages, consumers)
         return int(declared.message_count)
 
 
