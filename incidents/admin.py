@@ -18,6 +18,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from incidents import conf
+from incidents.area import area_map
 from incidents.engine import graph, operations
 from incidents.exceptions import WorkflowError
 from incidents.forms import ReasonForm, StartIncidentForm
@@ -68,15 +69,15 @@ def operator_name(request: HttpRequest) -> str:
 
 @admin.register(Incident)
 class IncidentAdmin(admin.ModelAdmin):
-    list_display = ("name", "kind", "status_coloured", "created_at", "completed_at", "duration",
-                    "messages_by_status")
-    list_filter = ("status", "kind", ("created_at", admin.DateFieldListFilter))
+    list_display = ("name", "kind", "status_coloured", "owner", "created_at", "completed_at",
+                    "elapsed", "messages_by_status")
+    list_filter = ("status", "kind", "owner", ("created_at", admin.DateFieldListFilter))
     search_fields = ("name",)
     search_help_text = "Search by name, or paste an IncidentID."
     actions = ["cancel_selected", "kill_selected"]
-    readonly_fields = ("id", "name", "kind", "status_coloured", "incident_date", "created_at",
-                       "activated_at", "completed_at", "cleaned_at", "ended_by", "comment",
-                       "parameters")
+    readonly_fields = ("id", "name", "kind", "status_coloured", "owner", "incident_date",
+                       "duration", "area", "created_at", "activated_at", "completed_at",
+                       "cleaned_at", "ended_by", "comment", "parameters")
     fields = readonly_fields
     change_form_template = "admin/incidents/incident/change_form.html"
 
@@ -107,8 +108,12 @@ class IncidentAdmin(admin.ModelAdmin):
     def status_coloured(self, incident: Incident) -> str:
         return status_badge(incident.status)
 
-    @admin.display(description="duration")
-    def duration(self, incident: Incident) -> str:
+    @admin.display(description="area")
+    def area(self, incident: Incident) -> str:
+        return area_map(incident.upper_left_latlong, incident.lower_right_latlong)
+
+    @admin.display(description="elapsed")
+    def elapsed(self, incident: Incident) -> str:
         end = incident.completed_at or timezone.now()
         seconds = (end - incident.created_at).total_seconds()
         return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
@@ -211,7 +216,8 @@ class IncidentAdmin(admin.ModelAdmin):
         form = StartIncidentForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             try:
-                incident_id = operations.start_incident(**form.incident_arguments())
+                incident_id = operations.start_incident(
+                    **form.incident_arguments(request.user.get_username()))
             except WorkflowError as exc:
                 form.add_error(None, str(exc))
             else:

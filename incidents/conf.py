@@ -26,6 +26,10 @@ DEFAULTS: dict[str, Any] = {
     # Seconds a delivery to a busy @atomic handler waits in its worker for the lock before it
     # goes back to the broker to retry (most atomic runs are short; a retry costs far more).
     "ATOMIC_WAIT_SECONDS": 1.0,
+    # Seconds a handler's first Persist.Put waits for a sibling that holds the incident's
+    # persist lock (from its own first Put until its commit); then the run is dropped and its
+    # message retried later, so two handlers waiting on each other cannot hang for ever.
+    "PERSIST_WAIT_SECONDS": 60.0,
     # Retry delays (seconds) for a message waiting for an atomic handler's lock or for cleanup.
     "RETRY_MIN_SECONDS": 0.05,
     "RETRY_MAX_SECONDS": 5.0,

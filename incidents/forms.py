@@ -22,6 +22,14 @@ class StartIncidentForm(forms.Form):
     incident_date = forms.DateTimeField(required=False, help_text="Default: now. e.g. 2026-08-01 14:00")
     parameters = forms.CharField(required=False, initial="{}", widget=forms.Textarea(
         attrs={"rows": 4, "cols": 60}), help_text="A JSON object, sent to the kind's first handler.")
+    owner = forms.CharField(required=False, max_length=150,
+                            help_text="Who owns it (CreateIncident's user_id). Default: you.")
+    upper_left = forms.CharField(required=False, max_length=100, label="Upper-left corner",
+                                 help_text="Of the area, latitude/longitude, e.g. 38.6/-120.5")
+    lower_right = forms.CharField(required=False, max_length=100, label="Lower-right corner",
+                                  help_text="Of the area, latitude/longitude, e.g. 38.1/-119.9")
+    duration = forms.FloatField(required=False, min_value=0,
+                                help_text="How long it runs (a number, e.g. hours).")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -39,7 +47,9 @@ class StartIncidentForm(forms.Form):
             raise forms.ValidationError('Give a JSON object, e.g. {"size": 1000}.')
         return value
 
-    def incident_arguments(self) -> dict[str, Any]:
+    def incident_arguments(self, user: str) -> dict[str, Any]:
         data = self.cleaned_data
         return {"kind": data["kind"], "name": data["name"],
-                "incident_date": data["incident_date"], "parameters": data["parameters"]}
+                "incident_date": data["incident_date"], "parameters": data["parameters"],
+                "owner": data["owner"] or user, "upper_left": data["upper_left"],
+                "lower_right": data["lower_right"], "duration": data["duration"]}

@@ -60,6 +60,16 @@ class Incident(models.Model):
                                 help_text="Who ended it: a handler's name or an operator's.")
     parameters = models.JSONField(default=dict, blank=True,
                                   help_text="JSON parameters given when the incident was declared.")
+    owner = models.CharField(max_length=150, blank=True, default="", db_index=True,
+                             help_text="The user_id given to CreateIncident(): who owns it.")
+    upper_left_latlong = models.CharField(
+        max_length=100, blank=True, default="",
+        help_text='Upper-left corner of the area, "latitude/longitude" as given; empty: none.')
+    lower_right_latlong = models.CharField(
+        max_length=100, blank=True, default="",
+        help_text='Lower-right corner of the area, "latitude/longitude" as given; empty: none.')
+    duration = models.FloatField(null=True, blank=True, help_text=(
+        "The duration given to CreateIncident() (the original's unit, e.g. hours); empty: none."))
 
     class Meta:
         ordering = ["-created_at"]

@@ -32,6 +32,7 @@ from incidents.engine.validation import check_incident_id, check_seconds, check_
 from incidents.exceptions import (  # noqa: F401  (re-exported for handler authors)
     LockTimeout,
     MessageError,
+    MessageTypeError,
     UnknownIncident,
     WorkflowError,
 )
@@ -39,10 +40,13 @@ from incidents.models import LIVE_INCIDENT_STATUSES, IncidentStatus
 
 __all__ = [
     "Cancel", "CheckLock", "CloseConnection", "Complete", "CreateIncident", "FlushMessages",
-    "GetLock", "IncidentDir", "OpenConnection", "Persist", "RegisterHandler", "RegisterKind",
-    "ReleaseLock", "SetLoggingLevel",
-    "WorkflowError", "atomic", "execute", "handler", "send", "setIncidentActive",
+    "GetLock", "IncidentDir", "IsLocked", "OpenConnection", "Persist", "RegisterHandler",
+    "RegisterKind", "ReleaseLock", "SetLoggingLevel",
+    "WorkflowError", "atomic", "execute", "handler", "logger", "send", "setIncidentActive",
 ]
+
+#: The original's module logger, which its handlers and self-test log with.
+logger = logging.getLogger(__name__)
 
 Handler = Callable[[dict[str, Any]], Any]
 
@@ -87,16 +91,20 @@ def RegisterKind(kind: str, queue: str, description: str = "") -> None:
     registry.register_kind(kind, queue, description)
 
 
-def send(message: Any = None, queue: Any = None, src_tag: str = "", dest_tag: str = "") -> str | None:
+def send(message: Any = None, queue: Any = None, src_tag: str = "", dest_tag: str = "",
+         providedCaller: str | None = None) -> str | None:
     """Queue `message` (a dict with an IncidentID) for `queue`; return its MessageID.
 
     Inside a handler it goes out when the handler returns; outside, at FlushMessages().
     `send(queue, message)` also works. A message to an incident that has ended is dropped
-    with a warning and None is returned.
+    with a warning and None is returned. The message's `originator` is the sending handler's
+    name ("" outside any handler), or `providedCaller` when given, as external services tag
+    their callbacks:
 
         workflow.send(message={"IncidentID": incident_id, "n": 1}, queue="B_queue")
+        workflow.send(message, "wildfire_results", providedCaller="Simulation Completed")
     """
-    return sending.send(message, queue, src_tag, dest_tag)
+    return sending.send(message, queue, src_tag, dest_tag, providedCaller)
 
 
 def FlushMessages() -> int:
@@ -104,30 +112,66 @@ def FlushMessages() -> int:
     return sending.flush()
 
 
+def _incident_arg(IncidentID: Any, incident: Any, where: str) -> Any:
+    """The incident id given positionally, as IncidentID= or as the original's incident=."""
+    if (IncidentID is None) == (incident is None):
+        raise MessageTypeError(f"{where}: give the incident id once, as the first argument, "
+                               "IncidentID= or incident=")
+    return IncidentID if incident is None else incident
+
+
 class Persist:
     """Per-incident JSON state of the calling handler."""
 
     @staticmethod
-    def Put(IncidentID: str, data: Any, key: str = "") -> None:
+    def Put(IncidentID: Any = None, data: Any = None, key: str = "", *,
+            incident: Any = None) -> None:
         """Store `data` for this incident and handler (committed when the handler returns).
-        An optional `key` (an extension of the seed) files it for Get(key=...)."""
-        persist.put(IncidentID, data, key)
+        `incident=` is the original's name for the id. An optional `key` (an extension of
+        the seed) files it for Get(key=...).
+
+        Siblings may fan in without @atomic, as in the original: Put your part, then Get
+        all parts and go on if they are all there. A handler's first Put waits for a
+        sibling between its own first Put and its commit, so the last sibling sees every
+        part and it alone goes on.
+
+            workflow.Persist.Put(incident=incident_id, data={"position": 3, "x": part})
+        """
+        persist.put(_incident_arg(IncidentID, incident, "Persist.Put()"), data, key)
 
     @staticmethod
-    def Get(IncidentID: str, ignoreOriginator: bool = False, key: str | None = None) -> list[Any]:
+    def Get(IncidentID: Any = None, ignoreOriginator: bool = False, key: str | None = None, *,
+            incident: Any = None) -> list[Any]:
         """Return this handler's Put()s for the incident in order (every handler's with
         ignoreOriginator=True), including those made earlier in the running handler; with
         `key`, only those Put with that key (a fan-in reads its siblings, not everything)."""
-        return persist.get(IncidentID, ignoreOriginator, key)
+        return persist.get(_incident_arg(IncidentID, incident, "Persist.Get()"),
+                           ignoreOriginator, key)
 
 
-def CreateIncident(name: str, kind: str, incident_date: Any = None,
-                   parameters: dict[str, Any] | None = None) -> str:
+def CreateIncident(name: str, kind: str, incident_date: Any = None, user_id: Any = None,
+                   upper_left_latlong: str = "", lower_right_latlong: str = "",
+                   duration: Any = None, *, parameters: dict[str, Any] | None = None) -> str:
     """Declare an incident (status PENDING) and return its IncidentID.
 
-        incident_id = workflow.CreateIncident(name="Ridge fire", kind="WILDFIRE")
+    The original's signature: `user_id` is the owner, the two corners ("lat,long") bound the
+    area, `duration` is how long it runs (a number, e.g. hours, or text). `parameters` (an
+    extension) is a JSON dict kept with the incident.
+
+        incident_id = workflow.CreateIncident("Ridge fire", "WILDFIRE", None, "alice",
+                                              "38.6,-120.5", "38.1,-119.9", 24)
     """
-    return lifecycle.create_incident(name, kind, incident_date, parameters)
+    return lifecycle.create_incident(
+        name, kind, incident_date, parameters, owner=user_id, upper_left=upper_left_latlong,
+        lower_right=lower_right_latlong, duration=duration)
+
+
+def _IsActive(IncidentID: Any) -> bool:
+    """True while the incident is PENDING or ACTIVE (the original's name, used by its
+    external services); raises UnknownIncident for an id no incident has."""
+    incident_id = check_incident_id(IncidentID, where="_IsActive()")
+    return lifecycle.incidents_db.require(incident_id, where="_IsActive()") in \
+        LIVE_INCIDENT_STATUSES
 
 
 def setIncidentActive(IncidentID: str) -> bool:
@@ -176,6 +220,13 @@ def _lock_args(label: Any, IncidentID: Any, where: str) -> tuple[str, str, str]:
     return label, incident_id, run.lock_owner if run else context.process_lock_owner()
 
 
+def _held_by_run(label: str, incident_id: str) -> None:
+    """A lock taken inside a handler is given back when the handler returns."""
+    run = context.current_run.get()
+    if run is not None:
+        run.locks.add((label, incident_id))
+
+
 def GetLock(label: str, IncidentID: str, timeout: float | None = None) -> None:
     """Wait until this caller holds the lock `label` for the incident.
 
@@ -189,14 +240,22 @@ def GetLock(label: str, IncidentID: str, timeout: float | None = None) -> None:
     if not locks.wait_for(label, incident_id, owner, timeout):
         raise LockTimeout(f"GetLock(): lock {label!r} of incident {incident_id} still held "
                           f"after {timeout} s", incident_id=incident_id)
-    run = context.current_run.get()
-    if run is not None:
-        run.locks.add((label, incident_id))
+    _held_by_run(label, incident_id)
 
 
 def CheckLock(label: str, IncidentID: str) -> bool:
-    """Return True if someone holds the lock `label` for the incident (never waits)."""
-    label, incident_id, _ = _lock_args(label, IncidentID, "CheckLock()")
+    """Take the lock `label` for the incident if it is free and return True; else return
+    False at once (the original's try-acquire). Release it with ReleaseLock()."""
+    label, incident_id, owner = _lock_args(label, IncidentID, "CheckLock()")
+    if not locks.take(label, incident_id, owner):
+        return False
+    _held_by_run(label, incident_id)
+    return True
+
+
+def IsLocked(label: str, IncidentID: str) -> bool:
+    """Return True if someone holds the lock `label` for the incident (never takes it)."""
+    label, incident_id, _ = _lock_args(label, IncidentID, "IsLocked()")
     return locks.backend().is_locked(label, incident_id)
 
 

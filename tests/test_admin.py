@@ -72,6 +72,18 @@ def test_a_viewer_sees_the_incident_page_without_cancel_or_kill(viewer, incident
     assert "kill_selected" not in changelist and "cancel_selected" not in changelist
 
 
+def test_owner_area_and_duration_show_and_the_list_filters_by_owner(viewer):
+    mine = workflow.CreateIncident("Ridge fire", "WILDFIRE", None, "alice", "38.6/-120.5",
+                                   "38.1/-119.9", 24)
+    workflow.CreateIncident("Flood", "FLOOD", user_id="bob")
+    html = viewer.get(page(mine)).content.decode()
+    assert "alice" in html and "38.6/-120.5 to 38.1/-119.9" in html and "24.0" in html
+    assert 'class="wf-area"' in html and "<rect" in html  # the area drawn, no map tiles
+    changelist = reverse("admin:incidents_incident_changelist")
+    filtered = viewer.get(changelist, {"owner": "alice"}).content.decode()
+    assert "Ridge fire" in filtered and "Flood" not in filtered
+
+
 @pytest.mark.parametrize("verb", ["cancel", "kill"])
 def test_crafted_posts_without_the_permission_are_refused(viewer, incident_id, verb):
     url = reverse(f"admin:incidents_incident_{verb}", args=[incident_id])
@@ -131,7 +143,21 @@ def test_start_an_incident_of_a_known_kind(operator):
     incident = Incident.objects.get(name="from admin")
     assert response["Location"] == page(str(incident.pk))
     assert incident.parameters == {"size": 50, "seed": 3}
+    assert incident.owner == "operator"  # who started it, unless the form names an owner
     assert MessageLog.objects.get(incident=incident).destination == "quicksort_start"
+
+
+def test_start_takes_the_originals_owner_area_and_duration_and_refuses_half_an_area(operator):
+    start = reverse("admin:incidents_incident_start")
+    operator.post(start, {"kind": "QUICKSORT", "name": "fire", "parameters": "{}",
+                          "owner": "alice", "upper_left": "38.6/-120.5",
+                          "lower_right": "38.1/-119.9", "duration": "24"})
+    incident = Incident.objects.get(name="fire")
+    assert (incident.owner, incident.upper_left_latlong, incident.lower_right_latlong,
+            incident.duration) == ("alice", "38.6/-120.5", "38.1/-119.9", 24.0)
+    html = operator.post(start, {"kind": "QUICKSORT", "name": "half", "parameters": "{}",
+                                 "upper_left": "38.6/-120.5"}).content.decode()
+    assert "give both corners" in html and not Incident.objects.filter(name="half").exists()
 
 
 @pytest.mark.parametrize(("parameters", "says"), [("{bad", "Not valid JSON"),

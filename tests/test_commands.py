@@ -52,6 +52,8 @@ def test_create_incident_with_a_queue_and_message_sends_that_message(transaction
         (["--kind", "K", "--message", "{}"], "--message needs --queue"),
         (["--kind", "K", "--queue", "_Cleanup"], "reserved"),
         (["--kind", "QUICKSORT", "--date", "soon"], "ISO 8601"),
+        (["--kind", "QUICKSORT", "--upper-left", "38.6/-120.5"], "both corners"),
+        (["--kind", "QUICKSORT", "--duration", "a day"], "duration 'a day'"),
     ],
 )
 def test_create_incident_refuses_bad_input_and_stores_nothing(transactional_db, args, says):
@@ -70,6 +72,19 @@ def test_list_incidents_shows_each_incident_with_message_counts(incident_id):
     assert other in filtered and incident_id not in filtered
     assert incident_id in run("list_incidents", "--status", "pending")
     assert "(no incidents)" in run("list_incidents", "--status", "KILLED")
+
+
+def test_create_and_list_incidents_with_the_originals_owner_area_and_duration(transactional_db):
+    incident_id = run("create_incident", "--name", "Ridge fire", "--kind", "ANY", "--queue",
+                      "probe_chain", "--user-id", "alice", "--upper-left", "38.6/-120.5",
+                      "--lower-right", "38.1/-119.9", "--duration", "24").strip()
+    incident = Incident.objects.get(pk=incident_id)
+    assert (incident.owner, incident.upper_left_latlong, incident.lower_right_latlong,
+            incident.duration) == ("alice", "38.6/-120.5", "38.1/-119.9", 24.0)
+    workflow.CreateIncident(name="bob's", kind="ANY", user_id="bob")
+    listed = run("list_incidents", "--owner", "alice")
+    assert incident_id in listed and "bob's" not in listed
+    assert "alice" in listed and "area=38.6/-120.5..38.1/-119.9" in listed and "duration=24" in listed
 
 
 def test_list_incidents_refuses_an_unknown_status(transactional_db):

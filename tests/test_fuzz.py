@@ -103,7 +103,8 @@ incident_ids = st.one_of(existing_ids, st.uuids(), st.uuids().map(str), st.none(
 command_ids = st.one_of(existing_ids, st.uuids().map(str), st.integers().map(str), texts)
 queue_names = st.one_of(
     st.sampled_from(["A_queue", PROBE_QUEUE, "fuzz.q:1-x", "", "_x", CLEANUP_QUEUE, "has space",
-                     "a/b", "x" * 200, "x" * 201, ".x", "-x", ":x", "A_queue\n", "\u00e9"]),
+                     "a/b", "x" * 200, "x" * 201, ".x", "-x", ":x", "A_queue\n", "\u00e9",
+                     "amq.direct", "amq.gen-1"]),
     st.from_regex(DOCUMENTED_QUEUE_NAME, fullmatch=True),
     texts, st.integers(), st.none(), values,
 )
@@ -214,7 +215,8 @@ def assert_one_message_waits_if_registered(queue: str) -> None:
 
 
 def is_a_documented_queue_name(queue: Any) -> bool:
-    return isinstance(queue, str) and DOCUMENTED_QUEUE_NAME.fullmatch(queue) is not None
+    return (isinstance(queue, str) and DOCUMENTED_QUEUE_NAME.fullmatch(queue) is not None
+            and not queue.startswith("amq."))
 
 
 def contains_nul(value: Any) -> bool:
@@ -430,19 +432,19 @@ def test_complete_and_cancel_end_the_incident_as_asked_or_refuse_cleanly(ending,
         assert cleanups == [] and queued_count(CLEANUP_QUEUE) == 0
 
 
-# --- GetLock(), CheckLock(), ReleaseLock() ---------------------------------------------------
+# --- GetLock(), IsLocked(), ReleaseLock() ----------------------------------------------------
 
 def lock_round_trip(label: Any, incident_id: Any, timeout: Any = 0) -> None:
-    """CheckLock, GetLock (only ever on a free lock, so it never waits), CheckLock, ReleaseLock:
+    """IsLocked, GetLock (only ever on a free lock, so it never waits), IsLocked, ReleaseLock:
     each succeeds or refuses cleanly; a lock taken is seen, stored as given and released."""
     assert not Lock.objects.exists()
-    checked = attempt(lambda: workflow.CheckLock(label, incident_id))
+    checked = attempt(lambda: workflow.IsLocked(label, incident_id))
     assert not checked.ok or checked.value is False
     taken = attempt(lambda: workflow.GetLock(label, incident_id, timeout=timeout))
     if taken.ok:
         lock = Lock.objects.get()
         assert (lock.label, str(lock.incident_id)) == (label, canonical_id(incident_id))
-        assert attempt(lambda: workflow.CheckLock(label, incident_id)).value is True
+        assert attempt(lambda: workflow.IsLocked(label, incident_id)).value is True
     released = attempt(lambda: workflow.ReleaseLock(label, incident_id))
     assert released.ok == checked.ok
     if released.ok:
@@ -478,12 +480,13 @@ def test_get_lock_takes_a_free_lock_with_any_timeout_it_accepts_or_refuses_it_cl
 @pytest.fixture
 def registry_restored():
     """Whatever a test registers is unregistered afterwards."""
-    by_queue, by_name = dict(registry._by_queue), dict(registry._by_name)
+    by_queue = dict(registry._by_queue)
+    by_name = {name: set(queues) for name, queues in registry._queues_by_name.items()}
     yield
     registry._by_queue.clear()
     registry._by_queue.update(by_queue)
-    registry._by_name.clear()
-    registry._by_name.update(by_name)
+    registry._queues_by_name.clear()
+    registry._queues_by_name.update(by_name)
 
 
 def refused_registration(handler: Any, queue: Any) -> None:

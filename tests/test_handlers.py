@@ -92,7 +92,7 @@ def test_reserved_queue_names_are_refused():
         workflow.RegisterHandler(forwarder, "_mine")
 
 
-def test_two_different_handlers_with_one_name_are_refused():
+def test_two_modules_may_each_have_a_handler_of_one_name_and_keep_their_own_queue():
     def make():
         @workflow.handler
         def forwarder(message):
@@ -100,9 +100,15 @@ def test_two_different_handlers_with_one_name_are_refused():
 
         return forwarder
 
-    with pytest.raises(HandlerRegistrationError, match="another handler named 'forwarder'"):
-        workflow.RegisterHandler(forwarder, "forward_one")
-        workflow.RegisterHandler(make(), "forward_two")
+    twin = make()
+    workflow.RegisterHandler(forwarder, "forward_one")
+    workflow.RegisterHandler(twin, "forward_two")
+
+    assert registry.handler_for("forward_one").func is registry.spec_of(forwarder).func
+    assert registry.handler_for("forward_two").func is registry.spec_of(twin).func
+    assert registry.handler_for("forward_two").name == "forwarder"  # originator, Persist, graph
+    with pytest.raises(HandlerRegistrationError, match="already bound to handler 'forwarder'"):
+        workflow.RegisterHandler(twin, "forward_one")
 
 
 def test_atomic_works_above_and_below_handler():

@@ -27,6 +27,21 @@ def test_create_incident_returns_a_uuid_of_a_pending_incident(transactional_db):
     assert incident.parameters == {"bbox": [1, 2, 3, 4]}
 
 
+def test_create_incident_takes_the_originals_arguments_positionally(transactional_db):
+    class PonyUser:  # the original passed its database's user record
+        username = "alice"
+
+    incident_id = workflow.CreateIncident("wildfire", "WILDFIRE", None, PonyUser(),
+                                          "53.38/1.83", "48.76,11.74", 1)
+    incident = Incident.objects.get(pk=incident_id)
+    assert (incident.owner, incident.upper_left_latlong, incident.lower_right_latlong,
+            incident.duration, incident.parameters) == (
+        "alice", "53.38/1.83", "48.76,11.74", 1.0, {})
+    bare = Incident.objects.get(pk=workflow.CreateIncident("quicksort", "QUICKSORT"))
+    assert (bare.owner, bare.upper_left_latlong, bare.duration) == ("", "", None)
+    assert Incident.objects.get(pk=workflow.CreateIncident("n", "K", user_id=7)).owner == "7"
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error", "says"),
     [
@@ -39,6 +54,15 @@ def test_create_incident_returns_a_uuid_of_a_pending_incident(transactional_db):
          r"parameters\['d'\] is a date"),
         ({"name": "n" * 201, "kind": "K"}, MessageError, "over the limit of 200"),
         ({"name": "a\x00b", "kind": "K"}, MessageError, "NUL character"),
+        ({"name": "n", "kind": "K", "upper_left_latlong": "38.6/-120.5"}, MessageError,
+         "both corners"),
+        ({"name": "n", "kind": "K", "upper_left_latlong": "north", "lower_right_latlong": "1/2"},
+         MessageError, "'north' is not a corner"),
+        ({"name": "n", "kind": "K", "upper_left_latlong": "1/2", "lower_right_latlong": "1/200"},
+         MessageError, "between -180 and 180"),
+        ({"name": "n", "kind": "K", "duration": "soon"}, MessageError, "duration 'soon'"),
+        ({"name": "n", "kind": "K", "duration": -1}, MessageError, "must be a number >= 0"),
+        ({"name": "n", "kind": "K", "user_id": ["alice"]}, MessageTypeError, "user_id"),
     ],
 )
 def test_bad_create_incident_arguments_are_refused_and_nothing_is_stored(

@@ -1,4 +1,4 @@
-"""GetLock / CheckLock / ReleaseLock on the database and on Redis."""
+"""GetLock / CheckLock / IsLocked / ReleaseLock on the database and on Redis."""
 from __future__ import annotations
 
 import datetime as dt
@@ -63,7 +63,7 @@ def test_a_lease_that_ran_out_can_be_taken_over(backend, incident_id, settings):
 def test_get_lock_waits_for_the_holder_and_times_out(backend, transactional_db):
     incident_id = workflow.CreateIncident(name="shared", kind="TEST")
     workflow.GetLock("region", incident_id)
-    assert workflow.CheckLock("region", incident_id)
+    assert workflow.IsLocked("region", incident_id)
     outcome = {}
 
     def contender():
@@ -82,7 +82,7 @@ def test_get_lock_waits_for_the_holder_and_times_out(backend, transactional_db):
     thread.join(30)
     assert isinstance(outcome.get("error"), LockTimeout)
     assert workflow.ReleaseLock("region", incident_id) is True
-    assert not workflow.CheckLock("region", incident_id)
+    assert not workflow.IsLocked("region", incident_id)
     assert workflow.ReleaseLock("region", incident_id) is False
 
 
@@ -90,12 +90,12 @@ def test_locks_a_handler_takes_are_released_when_it_returns(backend, incident_id
     @workflow.handler
     def holder(message):
         workflow.GetLock("region", message["IncidentID"])
-        message["held"] = workflow.CheckLock("region", message["IncidentID"])
+        message["held"] = workflow.IsLocked("region", message["IncidentID"])
 
     message = {"IncidentID": incident_id}
     holder(message)
     assert message["held"] is True
-    assert not workflow.CheckLock("region", incident_id)
+    assert not workflow.IsLocked("region", incident_id)
 
 
 @pytest.mark.parametrize(("label", "timeout"), [("", None), (5, None), ("ok", -1), ("ok", "1")])
@@ -118,3 +118,38 @@ def test_a_lock_held_longer_than_its_lease_is_renewed_not_lost(backend, transact
         locks.give_back("long", incident_id, "runner")
     assert backend.acquire("long", incident_id, "intruder", 60)
     backend.release("long", incident_id, "intruder")
+
+
+def test_check_lock_is_the_originals_try_acquire_it_takes_a_free_lock_and_never_waits(
+        backend, transactional_db):
+    incident_id = workflow.CreateIncident(name="try", kind="TEST")
+    assert workflow.CheckLock("region", incident_id) is True  # free: taken
+    assert workflow.IsLocked("region", incident_id)
+    outcome = {}
+
+    def other_process():
+        try:
+            outcome["second"] = workflow.CheckLock("region", incident_id)
+        finally:
+            from django.db import connection
+
+            connection.close()
+
+    thread = threading.Thread(target=other_process)  # another owner (thread id)
+    thread.start()
+    thread.join(30)
+    assert outcome == {"second": False}
+    assert workflow.ReleaseLock("region", incident_id) is True
+    assert not workflow.IsLocked("region", incident_id)
+
+
+def test_a_lock_a_handler_takes_with_check_lock_is_released_when_it_returns(backend, incident_id):
+    @workflow.handler
+    def try_holder(message):
+        message["took"] = workflow.CheckLock("region", message["IncidentID"])
+        message["held"] = workflow.IsLocked("region", message["IncidentID"])
+
+    message = {"IncidentID": incident_id}
+    try_holder(message)
+    assert (message["took"], message["held"]) == (True, True)
+    assert not workflow.IsLocked("region", incident_id)

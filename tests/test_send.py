@@ -108,7 +108,8 @@ def test_a_message_over_the_size_limit_is_refused(incident_id, settings):
     assert nothing_stored_or_sent()
 
 
-@pytest.mark.parametrize("queue", ["", "_Cleanup", "has space", "a/b", 7, None, "x" * 201])
+@pytest.mark.parametrize("queue", ["", "_Cleanup", "has space", "a/b", 7, None, "x" * 201,
+                                   "amq.gen-1"])
 def test_bad_queue_names_are_refused(incident_id, queue):
     with pytest.raises(QueueNameError):
         workflow.send(message={"IncidentID": incident_id}, queue=queue)
@@ -172,3 +173,37 @@ def test_text_that_is_not_valid_unicode_is_refused(incident_id):
         workflow.send(message={"IncidentID": incident_id, "s": "\ud800"}, queue="A_queue")
     workflow.FlushMessages()
     assert nothing_stored_or_sent()
+
+
+def test_provided_caller_becomes_the_originator_and_must_be_text(incident_id):
+    message = {"IncidentID": incident_id}
+    message_id = workflow.send(message, "A_queue", providedCaller="Simulation Completed")
+    workflow.FlushMessages()
+    row = MessageLog.objects.get(pk=message_id)
+    assert (row.originator, row.body["originator"], message["originator"]) == (
+        "Simulation Completed",) * 3
+    with pytest.raises(MessageTypeError, match="providedCaller 7 must be a string"):
+        workflow.send({"IncidentID": incident_id}, "A_queue", providedCaller=7)
+
+
+def test_inside_a_handler_sends_are_from_the_handler_unless_a_caller_is_provided(incident_id):
+    @workflow.handler
+    def relay_handler(message):
+        workflow.send({"IncidentID": message["IncidentID"]}, "A_queue")
+        workflow.send({"IncidentID": message["IncidentID"]}, "A_queue", providedCaller="EDI")
+
+    relay_handler({"IncidentID": incident_id})
+    assert sorted(MessageLog.objects.values_list("originator", flat=True)) == [
+        "EDI", "relay_handler"]
+
+
+def test_the_health_checks_test_incident_name_is_the_one_non_uuid_id_accepted(transactional_db):
+    message = {"IncidentID": "test_workflow_health"}
+    message_id = workflow.send(message, "A_queue")
+    workflow.FlushMessages()
+    row = MessageLog.objects.get(pk=message_id)
+    assert row.body["IncidentID"] == "test_workflow_health"  # as its handlers compare it
+    assert row.incident.name == "test_workflow_health" and row.incident.kind == "HEALTH_CHECK"
+    assert workflow._IsActive("test_workflow_health") is True
+    with pytest.raises(MessageError, match="is not a UUID"):
+        workflow.send({"IncidentID": "test_workflow_other"}, "A_queue")

@@ -2,6 +2,7 @@
 ids) are rejected into `_dead_letter`, where operators can inspect them."""
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from queue import Empty
@@ -15,6 +16,7 @@ DEAD_LETTER_QUEUE = "_dead_letter"
 QUEUE_ARGUMENTS = {"x-dead-letter-exchange": "", "x-dead-letter-routing-key": DEAD_LETTER_QUEUE}
 
 
+@functools.lru_cache(maxsize=1024)  # one per queue, so kombu declares each once per connection
 def handler_queue(name: str) -> Queue:
     """A handler's queue: durable, its own direct exchange, dead-lettering into _dead_letter."""
     return Queue(name, Exchange(name, type="direct", durable=True), routing_key=name,

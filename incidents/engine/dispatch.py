@@ -27,6 +27,7 @@ from incidents.engine import (
 )
 from incidents.engine.context import HandlerRun, StagedEnding
 from incidents.engine.registry import HandlerSpec, handler_for
+from incidents.engine.validation import HEALTH_CHECK_INCIDENT, HEALTH_CHECK_INCIDENT_ID
 from incidents.exceptions import Deferred, MessageError
 from incidents.models import (
     FINAL_STATUSES,
@@ -136,12 +137,9 @@ def deliver(queue: str, message: Any, *, redelivered: bool = False, retries: int
         # hold pool slots for as long as a long @atomic run lasts.
         wait = float(conf.get("ATOMIC_WAIT_SECONDS")) if retries == 0 else 0.0
         waiting_since = waiting_since or time.time()
-        if not _take_atomic(atomic_label, incident_id, run.lock_owner, heir_of, wait):
-            if row.status == MessageStatus.PROCESSING:
-                # Give the dead run's claim back: the retried copy is not marked redelivered
-                # and would otherwise be dropped as a copy of a message being handled.
-                MessageLog.objects.filter(pk=row.pk, status=MessageStatus.PROCESSING,
-                                          attempts=row.attempts).update(status=MessageStatus.SENT)
+        if not locks.take_waiting(atomic_label, incident_id, run.lock_owner, wait, heir_of):
+            if row.status == MessageStatus.PROCESSING:  # a dead run's claim
+                _give_claim_back(str(row.pk), row.attempts)
             raise Deferred(f"{spec.name} is running for incident {incident_id}",
                            delay=locks.retry_delay(retries), incident_id=incident_id,
                            queue=queue, handler=spec.name)
@@ -164,31 +162,10 @@ def deliver(queue: str, message: Any, *, redelivered: bool = False, retries: int
 
 
 def _free_lock_of_dead_runs(spec: HandlerSpec, message_id: str, incident_id: str) -> None:
-    """Release the @atomic lock an earlier, dead run of this message may still hold."""
-    if spec.atomic:
-        locks.backend().release_left_by(f"_atomic:{spec.name}", incident_id, f"{message_id}:")
-
-
-def _take_atomic(label: str, incident_id: str, owner: str, heir_of: str, wait: float) -> bool:
-    """Take an @atomic handler's lock, waiting for it here up to `wait` seconds (polling with
-    a read, so a busy lock costs no failed inserts)."""
-    started = time.monotonic()
-    pause = 0.001
-    while not locks.take(label, incident_id, owner, heir_of):
-        while True:
-            if time.monotonic() + pause > started + wait:
-                if wait:
-                    logger.info("incident %s: %s busy for %.1f ms; the message will retry",
-                                incident_id, label, 1000 * (time.monotonic() - started))
-                return False
-            time.sleep(pause)
-            pause = min(pause * 2, 0.02)
-            if not locks.backend().is_locked(label, incident_id):
-                break
-    if pause > 0.001:
-        logger.info("incident %s: waited %.1f ms for %s",
-                    incident_id, 1000 * (time.monotonic() - started), label)
-    return True
+    """Release the @atomic and persist locks an earlier, dead run of this message may still
+    hold (it died after its commit, or it is given up)."""
+    for label in ([f"_atomic:{spec.name}"] if spec.atomic else []) + [f"_persist:{spec.name}"]:
+        locks.backend().release_left_by(label, incident_id, f"{message_id}:")
 
 
 def _new_run(spec: HandlerSpec, queue: str, message_id: str, incident_id: str,
@@ -222,6 +199,8 @@ def _ids(message: Any) -> tuple[str, str]:
     message_id, incident_id = message.get("MessageID"), message.get("IncidentID")
     if not isinstance(message_id, str) or not isinstance(incident_id, str):
         raise MessageError("message has no MessageID or IncidentID string")
+    if incident_id == HEALTH_CHECK_INCIDENT:
+        incident_id = HEALTH_CHECK_INCIDENT_ID
     try:
         return str(uuid.UUID(message_id)), str(uuid.UUID(incident_id))
     except ValueError:
@@ -246,6 +225,9 @@ def _run_and_commit(spec: HandlerSpec, run: HandlerRun, message: Any) -> Outcome
         spec.func(message)
     except INFRASTRUCTURE_ERRORS:
         raise  # the database or lock store is away: not the handler's fault; retried whole
+    except Deferred:  # the engine's own "not now" (a persist lock wait ran out): retried whole
+        _give_claim_back(run.message_id, run.attempt)
+        raise
     except Exception as exc:  # user code: any failure becomes an ERROR in the log
         error = exc
     finally:
@@ -278,9 +260,7 @@ def _run_and_commit(spec: HandlerSpec, run: HandlerRun, message: Any) -> Outcome
                        "this run's effects are dropped", run.incident_id, run.message_id)
         return Outcome(Result.DUPLICATE)
     except _LockLost:
-        # Give the claim back so the retry starts afresh under the lock.
-        MessageLog.objects.filter(pk=str(run.message_id), status=MessageStatus.PROCESSING,
-                                  attempts=run.attempt).update(status=MessageStatus.SENT)
+        _give_claim_back(run.message_id, run.attempt)  # the retry starts afresh under the lock
         raise Deferred(f"incident {run.incident_id}: {spec.name} lost its lock before "
                        "committing; its effects were dropped and the message is retried",
                        delay=locks.retry_delay(0), incident_id=run.incident_id,
@@ -294,6 +274,14 @@ def _run_and_commit(spec: HandlerSpec, run: HandlerRun, message: Any) -> Outcome
     return Outcome(Result.COMPLETE)
 
 
+def _give_claim_back(message_id: str | None, attempts: int) -> None:
+    """Undo a claim before a retry: the retried copy is not marked redelivered and would
+    otherwise be dropped as a copy of a message being handled."""
+    if message_id is not None:
+        MessageLog.objects.filter(pk=message_id, status=MessageStatus.PROCESSING,
+                                  attempts=attempts).update(status=MessageStatus.SENT)
+
+
 def _finish_row(run: HandlerRun, status: str, duration: float, comment: str = "") -> None:
     if run.message_id is None:
         return
@@ -305,9 +293,10 @@ def _finish_row(run: HandlerRun, status: str, duration: float, comment: str = ""
 
 
 def _still_exclusive(run: HandlerRun) -> None:
-    """Fence the commit: an @atomic run commits only while it still holds its lock."""
+    """Fence the commit: a run commits only while it still holds its @atomic and persist
+    locks (a lease that ran out may have let another run in)."""
     for label, incident_id in run.locks:
-        if label.startswith("_atomic:") and not locks.backend().renew(
+        if label.startswith(("_atomic:", "_persist:")) and not locks.backend().renew(
                 label, incident_id, run.lock_owner, locks.lease()):
             raise _LockLost
 

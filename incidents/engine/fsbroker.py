@@ -93,6 +93,13 @@ class Channel(filesystem.Channel):
     def forget_listing(self) -> None:
         self._listing = None
 
+    def _exchange_file(self, exchange: str) -> Any:
+        # A queue's exchange has its name, which may hold ':'; kombu refuses that in a file
+        # name. Such a name is stored hex-encoded behind '-', which starts no queue name.
+        if ":" in exchange:
+            exchange = "-" + exchange.encode().hex()
+        return super()._exchange_file(exchange)  # type: ignore[misc]  # not in the stubs
+
     def _files_of(self, queue: str) -> list[str]:
         """Message files of `queue`, oldest first, from one listing per polling cycle."""
         if self._listing is None:

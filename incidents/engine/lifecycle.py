@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import math
 import uuid
 from typing import Any
 
@@ -12,17 +13,28 @@ from django.utils import timezone
 from incidents.engine import context, incidents_db
 from incidents.engine.context import StagedEnding, StagedMessage
 from incidents.engine.registry import CLEANUP_QUEUE
-from incidents.engine.validation import check_incident_id, check_text, to_json
+from incidents.engine.validation import (
+    HEALTH_CHECK_INCIDENT,
+    HEALTH_CHECK_INCIDENT_ID,
+    check_area,
+    check_incident_id,
+    check_text,
+    to_json,
+)
 from incidents.exceptions import MessageError, MessageTypeError
 from incidents.models import ENDED_INCIDENT_STATUSES, LIVE_INCIDENT_STATUSES, Incident, IncidentStatus
 
 logger = logging.getLogger(__name__)
 
 
-def create_incident(name: Any, kind: Any, incident_date: Any = None,
-                    parameters: Any = None) -> str:
+def create_incident(name: Any, kind: Any, incident_date: Any = None, parameters: Any = None, *,
+                    owner: Any = None, upper_left: Any = "", lower_right: Any = "",
+                    duration: Any = None) -> str:
     check_text(name, where="CreateIncident()", name="name", max_length=200, empty_ok=False)
     check_text(kind, where="CreateIncident()", name="kind", max_length=100, empty_ok=False)
+    owner = _owner_name(owner)
+    upper_left, lower_right = check_area(upper_left, lower_right, where="CreateIncident()")
+    duration = _duration(duration)
     if incident_date is None:
         incident_date = timezone.now()
     elif isinstance(incident_date, str):
@@ -49,9 +61,55 @@ def create_incident(name: Any, kind: Any, incident_date: Any = None,
         raise MessageTypeError(f"CreateIncident(): parameters {parameters!r} must be a dict")
     parameters = json.loads(to_json(parameters, where="CreateIncident()", name="parameters"))
     incident = Incident.objects.create(name=name, kind=kind, incident_date=incident_date,
-                                       parameters=parameters)
+                                       parameters=parameters, owner=owner,
+                                       upper_left_latlong=upper_left,
+                                       lower_right_latlong=lower_right, duration=duration)
     logger.info("incident %s declared: %s (%s)", incident.id, name, kind)
     return str(incident.id)
+
+
+def _owner_name(user_id: Any) -> str:
+    """The owner as text: a user name or id, or a user object (the original passed one)."""
+    if user_id is None:
+        return ""
+    if hasattr(user_id, "get_username"):  # a Django user
+        user_id = user_id.get_username()
+    elif hasattr(user_id, "username"):  # another framework's user record
+        user_id = user_id.username
+    if isinstance(user_id, int) and not isinstance(user_id, bool):
+        user_id = str(user_id)
+    return check_text(user_id, where="CreateIncident()", name="user_id", max_length=150)
+
+
+def _duration(duration: Any) -> float | None:
+    if duration is None or duration == "":
+        return None
+    try:
+        if isinstance(duration, bool):
+            raise TypeError
+        value = float(duration)
+    except (TypeError, ValueError, OverflowError):
+        value = float("nan")
+    if not math.isfinite(value) or value < 0:
+        raise MessageError(f"CreateIncident(): duration {duration!r:.40} must be a number >= 0 "
+                           "(the original's unit, e.g. hours), or None")
+    return value
+
+
+def open_health_check_incident() -> None:
+    """Make the health check's fixed incident live: create it, or reopen it if a probe
+    before ended it (Complete, Cancel), so every probe is handled."""
+    incident, created = Incident.objects.get_or_create(
+        pk=HEALTH_CHECK_INCIDENT_ID,
+        defaults={"name": HEALTH_CHECK_INCIDENT, "kind": "HEALTH_CHECK",
+                  "incident_date": timezone.now(), "status": IncidentStatus.ACTIVE,
+                  "activated_at": timezone.now()})
+    if not created and incident.status not in LIVE_INCIDENT_STATUSES:
+        Incident.objects.filter(pk=HEALTH_CHECK_INCIDENT_ID, status=incident.status).update(
+            status=IncidentStatus.ACTIVE, activated_at=timezone.now(), completed_at=None,
+            cleaned_at=None, comment="", ended_by="")
+        logger.info("incident %s (%s) reopened for a new probe", HEALTH_CHECK_INCIDENT_ID,
+                    HEALTH_CHECK_INCIDENT)
 
 
 def set_active(incident_id: Any) -> bool:

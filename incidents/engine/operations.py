@@ -26,10 +26,10 @@ logger = logging.getLogger(__name__)
 
 def start_incident(*, kind: str, name: str, incident_date: Any = None,
                    parameters: dict[str, Any] | None = None, queue: str | None = None,
-                   message: dict[str, Any] | None = None) -> str:
+                   message: dict[str, Any] | None = None, **details: Any) -> str:
     """Declare an incident and send its first message: to `queue` (with `message`), or to
     the entry queue its kind registered (with the parameters). Nothing is stored if the
-    first message is refused."""
+    first message is refused. `details`: owner, upper_left, lower_right, duration."""
     if queue is None:
         spec = registry.kind(kind)
         if spec is None:
@@ -41,7 +41,7 @@ def start_incident(*, kind: str, name: str, incident_date: Any = None,
     if message is not None and not isinstance(message, dict):
         raise MessageError(f"the first message must be a JSON object, not {message!r:.80}")
     with transaction.atomic():
-        incident_id = lifecycle.create_incident(name, kind, incident_date, parameters)
+        incident_id = lifecycle.create_incident(name, kind, incident_date, parameters, **details)
         first: dict[str, Any] = {"parameters": parameters or {}} if message is None else dict(message)
         first["IncidentID"] = incident_id
         sending.send(first, queue)

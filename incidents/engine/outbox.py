@@ -17,12 +17,13 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
+from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
 
 from incidents import conf
-from incidents.engine import failpoints
+from incidents.engine import deadletter, failpoints
 from incidents.engine.context import StagedMessage
 from incidents.models import MessageLog, MessageStatus
 
@@ -75,8 +76,12 @@ def publish(rows: Sequence[MessageLog], *, mark_later: bool = False) -> int:
     try:
         with app.producer_or_acquire() as producer:
             for row in rows:
+                # The queue's full declaration (Celery takes a Queue; the stubs say str), also
+                # where its handler is not registered: a bare name would declare it without
+                # its dead-letter arguments, which RabbitMQ refuses once a worker has them.
+                queue: Any = deadletter.handler_queue(row.destination)
                 app.send_task(task_name(row.destination), args=[row.body], task_id=str(row.id),
-                              queue=row.destination, producer=producer)
+                              queue=queue, producer=producer)
                 sent.append(str(row.id))
     except Exception as exc:  # unreachable, nacked (publisher confirms), ...: never fatal here
         logger.warning("publish failed; %d message(s) left for the relay (incident %s): %r",

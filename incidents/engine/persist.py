@@ -1,11 +1,22 @@
-"""Persisted handler state: Persist.Put stages JSON data, Persist.Get reads it back in order."""
+"""Persisted handler state: Persist.Put stages JSON data, Persist.Get reads it back in order.
+
+A handler's Puts commit with its other effects, when it returns. The original committed
+each Put at once, so its plain handlers fan in with "Put my part, Get all parts, go on if
+they are all there". To keep that pattern working, a run's first Put takes the persist lock
+of (incident, handler) and holds it until the run has committed: siblings' Put+Get
+sequences run one after the other, so the last one sees every part, and only it goes on.
+An @atomic handler's runs are one at a time already, so its Puts to its own incident take
+no second lock; handlers that never Put take none at all.
+"""
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from incidents.engine import context, incidents_db
+from incidents import conf
+from incidents.engine import context, incidents_db, locks
 from incidents.engine.validation import check_incident_id, check_text, to_json
+from incidents.exceptions import Deferred
 from incidents.models import HandlerState
 
 
@@ -18,6 +29,7 @@ def put(incident_id: Any, data: Any, key: Any = "") -> None:
     if run is not None:
         if incident_id != run.incident_id:
             incidents_db.require(incident_id, where="Persist.Put()")
+        _hold_persist_lock(run, incident_id)
         run.puts.append((incident_id, key, stored))
         return
     incidents_db.require(incident_id, where="Persist.Put()")
@@ -42,3 +54,19 @@ def get(incident_id: Any, ignore_originator: bool = False, key: Any = None) -> l
         values.extend(data for staged_id, staged_key, data in run.puts
                       if staged_id == incident_id and key in (None, staged_key))
     return values
+
+
+def _hold_persist_lock(run: context.HandlerRun, incident_id: str) -> None:
+    label = f"_persist:{run.originator}"
+    if (label, incident_id) in run.locks or (f"_atomic:{run.originator}", incident_id) in run.locks:
+        return
+    # A rerun of a message whose earlier run died inherits that run's lock (it cannot commit).
+    heir_of = f"{run.message_id}:" if run.message_id else ""
+    wait = float(conf.get("PERSIST_WAIT_SECONDS"))
+    if not locks.take_waiting(label, incident_id, run.lock_owner, wait, heir_of):
+        raise Deferred(f"Persist.Put(): {run.originator} waited {wait:g} s for the persist lock "
+                       f"of incident {incident_id}, held by a sibling run that has not "
+                       "committed; this run is dropped and its message retried",
+                       delay=locks.retry_delay(2), incident_id=incident_id,
+                       handler=run.originator)
+    run.locks.add((label, incident_id))

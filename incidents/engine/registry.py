@@ -50,7 +50,9 @@ class KindSpec:
 _lock = threading.Lock()
 _kinds: dict[str, KindSpec] = {}
 _by_queue: dict[str, HandlerSpec] = {}
-_by_name: dict[str, HandlerSpec] = {}
+# Handlers are told apart by their function (module and qualified name); two modules may
+# each have a `merge_handler`. The short name is what originator, Persist and the graph use.
+_queues_by_name: dict[str, set[str]] = {}
 load_errors: list[str] = []
 
 
@@ -83,21 +85,13 @@ def register(handler: Any, queue: str, *, internal: bool = False,
                 f"{spec.name!r}",
                 queue=queue, handler=spec.name,
             )
-        named = _by_name.get(spec.name)
-        if named is not None and named.identity != spec.identity:
-            raise HandlerRegistrationError(
-                f"RegisterHandler(): another handler named {spec.name!r} is registered "
-                f"(from {named.identity[0]}); handler names key persisted state and the graph, "
-                "so rename one of them",
-                queue=queue, handler=spec.name,
-            )
         if bound is None:
             from incidents.engine import tasks
 
             tasks.bind_queue(queue, time_limit)
         spec.queues.add(queue)
         _by_queue[queue] = spec
-        _by_name.setdefault(spec.name, spec)
+        _queues_by_name.setdefault(spec.name, set()).add(queue)
     logger.debug("handler %s bound to queue %s", spec.name, queue)
     return spec
 
@@ -107,9 +101,9 @@ def handler_for(queue: str) -> HandlerSpec | None:
 
 
 def only_queue_of(handler_name: str) -> str | None:
-    """The queue a registered handler serves, if it serves exactly one."""
-    spec = _by_name.get(handler_name)
-    return next(iter(spec.queues)) if spec is not None and len(spec.queues) == 1 else None
+    """The queue the handlers of this short name serve, if they serve exactly one."""
+    queues = _queues_by_name.get(handler_name, ())
+    return next(iter(queues)) if len(queues) == 1 else None
 
 
 def registered_queues() -> list[str]:

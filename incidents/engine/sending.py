@@ -7,16 +7,24 @@ import uuid
 from typing import Any
 
 from incidents import conf
-from incidents.engine import context, incidents_db, outbox
+from incidents.engine import context, incidents_db, lifecycle, outbox
 from incidents.engine.context import StagedMessage
-from incidents.engine.validation import check_incident_id, check_queue_name, check_text, to_json
+from incidents.engine.validation import (
+    HEALTH_CHECK_INCIDENT,
+    HEALTH_CHECK_INCIDENT_ID,
+    check_incident_id,
+    check_queue_name,
+    check_text,
+    to_json,
+)
 from incidents.exceptions import MessageError, MessageTypeError
 from incidents.models import LIVE_INCIDENT_STATUSES
 
 logger = logging.getLogger(__name__)
 
 
-def send(message: Any, queue: Any, src_tag: Any = "", dest_tag: Any = "") -> str | None:
+def send(message: Any, queue: Any, src_tag: Any = "", dest_tag: Any = "",
+         provided_caller: Any = None) -> str | None:
     if isinstance(message, str) and isinstance(queue, dict):
         message, queue = queue, message  # the seed text's send(queue, message) order
     if not isinstance(message, dict):
@@ -25,18 +33,25 @@ def send(message: Any, queue: Any, src_tag: Any = "", dest_tag: Any = "") -> str
     check_queue_name(queue)
     for name, tag in (("src_tag", src_tag), ("dest_tag", dest_tag)):
         check_text(tag, where="send()", name=name, max_length=200)
+    if provided_caller is not None:
+        check_text(provided_caller, where="send()", name="providedCaller", max_length=200)
     if "IncidentID" not in message:
         raise MessageError("send(): message has no 'IncidentID' key; add the id returned by "
                            "CreateIncident()", queue=queue)
     incident_id = check_incident_id(message["IncidentID"], where="send()")
     run = context.current_run.get()
+    if run is None and incident_id == HEALTH_CHECK_INCIDENT_ID:
+        lifecycle.open_health_check_incident()  # a new probe: the incident is live for it
     staging = context.staging()
+    originator = staging.originator if provided_caller is None else provided_caller
     status = None if run is not None and incident_id == run.incident_id else \
         incidents_db.require(incident_id, where="send()")
     # Validate the body as it will go out, before touching the caller's dict.
     message_id = run.next_message_id() if run is not None else str(uuid.uuid4())
-    body = {**message, "IncidentID": incident_id, "MessageID": message_id,
-            "originator": staging.originator}
+    # The health check's name stays in the body: its handlers compare against it.
+    body = {**message, "IncidentID": HEALTH_CHECK_INCIDENT if message["IncidentID"] ==
+            HEALTH_CHECK_INCIDENT else incident_id, "MessageID": message_id,
+            "originator": originator}
     text = to_json(body, where="send()", name="message")
     limit, size = conf.get("MAX_MESSAGE_BYTES"), len(text.encode())
     if size > limit:
@@ -48,10 +63,10 @@ def send(message: Any, queue: Any, src_tag: Any = "", dest_tag: Any = "") -> str
         logger.warning("send(): incident %s is %s; message to %s dropped",
                        incident_id, status, queue)
         return None
-    message.update(MessageID=message_id, originator=staging.originator)
+    message.update(MessageID=message_id, originator=originator)
     staging.outbox.append(StagedMessage(
         id=message_id, incident_id=incident_id, queue=queue, body=json.loads(text),
-        originator=staging.originator, src_tag=src_tag, dest_tag=dest_tag))
+        originator=originator, src_tag=src_tag, dest_tag=dest_tag))
     return message_id
 
 

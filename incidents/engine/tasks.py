@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 from typing import Any
 
@@ -73,7 +74,9 @@ def bind_queue(queue: str, time_limit: float | None = None) -> None:
                          requeue=False)  # dead-lettered into _dead_letter
         return outcome.result.value
 
-    deliver.__name__ = deliver.__qualname__ = f"deliver_{queue}"
+    # Celery compiles a signature check from the function's name: keep it an identifier
+    # (queue names may hold . : -).
+    deliver.__name__ = deliver.__qualname__ = "deliver_" + re.sub(r"\W", "_", queue)
     soft_limit = time_limit or float(conf.get("HANDLER_TIME_LIMIT_SECONDS")) or None
     hard_limit = soft_limit + float(conf.get("HARD_TIME_LIMIT_GRACE_SECONDS")) if soft_limit else None
     app.task(name=name, bind=True, shared=False, lazy=False, acks_late=True,

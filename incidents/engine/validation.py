@@ -23,6 +23,10 @@ def check_queue_name(queue: Any, *, internal_ok: bool = False) -> str:
             "letters, digits and _ . : - (not starting with . : or -)",
             queue=str(queue),
         )
+    if queue.startswith("amq."):
+        raise QueueNameError(
+            f"queue {queue!r} starts with 'amq.', which RabbitMQ reserves for its own queues "
+            "and refuses to declare; choose another name", queue=queue)
     if queue.startswith("_") and not internal_ok:
         raise QueueNameError(
             f"queue {queue!r} starts with '_', which is reserved for the engine's own queues; "
@@ -32,10 +36,18 @@ def check_queue_name(queue: Any, *, internal_ok: bool = False) -> str:
     return queue
 
 
+#: The original's health check sends {"IncidentID": "test_workflow_health"} to a test
+#: workflow: that name stands for one fixed incident, made (or reopened) when a probe is sent.
+HEALTH_CHECK_INCIDENT = "test_workflow_health"
+HEALTH_CHECK_INCIDENT_ID = str(uuid.uuid5(uuid.NAMESPACE_URL, "urn:incidents:" + HEALTH_CHECK_INCIDENT))
+
+
 def check_incident_id(incident_id: Any, *, where: str) -> str:
     """Return the canonical string form of an IncidentID, or raise a clear error."""
     if isinstance(incident_id, uuid.UUID):
         return str(incident_id)
+    if incident_id == HEALTH_CHECK_INCIDENT:
+        return HEALTH_CHECK_INCIDENT_ID
     if not isinstance(incident_id, str):
         raise MessageTypeError(
             f"{where}: IncidentID {incident_id!r} is a {type(incident_id).__name__}; "
@@ -133,3 +145,29 @@ def check_seconds(value: Any, *, where: str, name: str) -> float:
     if not math.isfinite(seconds) or seconds < 0:
         raise MessageError(f"{where}: {name} {value!r:.40} must be a finite number of seconds >= 0")
     return seconds
+
+
+_CORNER = re.compile(r"\s*([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*[/,]\s*"
+                     r"([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*")
+
+
+def parse_corner(text: str) -> tuple[float, float] | None:
+    """The two numbers of an area corner "a/b" (or "a,b"); None if it is not one."""
+    match = _CORNER.fullmatch(text)
+    if not match:
+        return None
+    a, b = float(match.group(1)), float(match.group(2))
+    return (a, b) if abs(a) <= 180 and abs(b) <= 180 else None
+
+
+def check_area(upper_left: Any, lower_right: Any, *, where: str) -> tuple[str, str]:
+    """Both corners of an area as "latitude/longitude" text, or both empty."""
+    for name, corner in (("upper_left_latlong", upper_left), ("lower_right_latlong", lower_right)):
+        check_text(corner, where=where, name=name, max_length=100)
+        if corner.strip() and parse_corner(corner) is None:
+            raise MessageError(f"{where}: {name} {corner!r} is not a corner; give two numbers "
+                               "between -180 and 180 as 'latitude/longitude', e.g. '38.6/-120.5'")
+    if bool(upper_left.strip()) != bool(lower_right.strip()):
+        raise MessageError(f"{where}: give both corners of the area (upper_left_latlong and "
+                           "lower_right_latlong) or neither")
+    return upper_left.strip(), lower_right.strip()

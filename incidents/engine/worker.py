@@ -5,6 +5,7 @@ import logging
 import time
 from typing import Any
 
+import kombu.pools
 from kombu.utils.url import maybe_sanitize_url
 
 from incidents import conf
@@ -40,7 +41,16 @@ def open_connection(retries: int = 3, delay: float = 1.0, url: str | None = None
 
 
 def close_connection() -> None:
-    _app().pool.force_close_all()
+    """Close this process's broker connections; the next send opens new ones (the original's
+    external services open, send, flush and close on every call)."""
+    app = _app()
+    app.pool.force_close_all()
+    # Celery's producers come from kombu's process-wide pools, which close with it. A closed
+    # pool refuses to lend ("Acquire on closed pool"), so drop them all, as Celery does after
+    # a fork, and they are made anew on next use.
+    kombu.pools.reset()
+    app._pool = None
+    app.amqp._producer_pool = None
 
 
 def execute(concurrency: int | None = None, loglevel: str = "INFO") -> None:

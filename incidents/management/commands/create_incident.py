@@ -27,6 +27,12 @@ class Command(BaseCommand):
         parser.add_argument("--queue", help="send the first message here instead of the "
                                             "kind's entry queue")
         parser.add_argument("--message", help="JSON object: the first message (with --queue)")
+        parser.add_argument("--user-id", help="the owner (CreateIncident's user_id)")
+        parser.add_argument("--upper-left", default="",
+                            help="upper-left corner of the area, 'latitude/longitude'")
+        parser.add_argument("--lower-right", default="",
+                            help="lower-right corner of the area, 'latitude/longitude'")
+        parser.add_argument("--duration", help="how long it runs (a number, e.g. hours)")
 
     def handle(self, *args: Any, **opts: Any) -> None:
         if opts["message"] and not opts["queue"]:
@@ -36,7 +42,9 @@ class Command(BaseCommand):
                 kind=opts["kind"], name=opts["name"], incident_date=opts["date"],
                 parameters=json_object(opts["parameters"], "--parameters"),
                 queue=opts["queue"], message=json_object(opts["message"], "--message") or
-                ({} if opts["queue"] else None))
+                ({} if opts["queue"] else None), owner=opts["user_id"],
+                upper_left=opts["upper_left"], lower_right=opts["lower_right"],
+                duration=opts["duration"])
         except WorkflowError as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(incident_id)

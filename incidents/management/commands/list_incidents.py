@@ -12,11 +12,12 @@ from incidents.queries import with_message_counts
 
 
 class Command(BaseCommand):
-    help = "List incidents: id, name, kind, status, age, messages by status."
+    help = "List incidents: id, name, kind, status, owner, age, messages by status, area."
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--status", help=f"one of {', '.join(IncidentStatus.values)}")
         parser.add_argument("--kind", help="only incidents of this kind")
+        parser.add_argument("--owner", help="only incidents of this owner (user_id)")
         parser.add_argument("--limit", type=int, default=50, help="at most this many (newest)")
 
     def handle(self, *args: Any, **opts: Any) -> None:
@@ -29,15 +30,23 @@ class Command(BaseCommand):
             incidents = incidents.filter(status=status)
         if opts["kind"]:
             incidents = incidents.filter(kind=opts["kind"])
+        if opts["owner"]:
+            incidents = incidents.filter(owner=opts["owner"])
         rows = with_message_counts(incidents.order_by("-created_at"))[: opts["limit"]]
         now = timezone.now()
-        self.stdout.write(f"{'ID':36}  {'NAME':24}  {'KIND':14}  {'STATUS':9}  {'AGE':>14}  MESSAGES")
+        self.stdout.write(f"{'ID':36}  {'NAME':24}  {'KIND':14}  {'STATUS':9}  {'OWNER':12}  "
+                          f"{'AGE':>14}  MESSAGES")
         for incident in rows:
             counts = " ".join(f"{status.value.replace(' ', '_')}={getattr(incident, f'n_{key}')}"
                               for key, status in _COUNTED if getattr(incident, f"n_{key}"))
+            extra = "".join([
+                f"  area={incident.upper_left_latlong}..{incident.lower_right_latlong}"
+                if incident.upper_left_latlong else "",
+                f"  duration={incident.duration:g}" if incident.duration is not None else ""])
             self.stdout.write(f"{incident.pk!s:36}  {incident.name[:24]:24}  {incident.kind[:14]:14}"
-                              f"  {incident.status:9}  {timesince(incident.created_at, now):>14}"
-                              f"  {counts or '-'}")
+                              f"  {incident.status:9}  {(incident.owner or '-')[:12]:12}"
+                              f"  {timesince(incident.created_at, now):>14}"
+                              f"  {counts or '-'}{extra}")
         if not rows:
             self.stdout.write("(no incidents)")
 
