@@ -49,7 +49,7 @@ test-services: install
 	if [ -n "$$WF_TEST_RABBITMQ_URL" ] && [ -n "$$WF_TEST_POSTGRES_URL" ]; then \
 	  rm -rf var/test-services; \
 	  DATABASE_URL=$$WF_TEST_POSTGRES_URL CELERY_BROKER_URL=$$WF_TEST_RABBITMQ_URL \
-	  WF_VAR_DIR=$(CURDIR)/var/test-services $(VENV)/bin/pytest -m "e2e or services"; \
+	  WF_VAR_DIR=$(CURDIR)/var/test-services $(VENV)/bin/pytest -m "e2e or services or stacks"; \
 	elif [ "$$WF_REQUIRE_SERVICES" = 1 ]; then \
 	  $(PY) -m tests.stack check; \
 	else \

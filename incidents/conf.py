@@ -35,6 +35,10 @@ DEFAULTS: dict[str, Any] = {
     "RETRY_MAX_SECONDS": 5.0,
     # Worker threads started by workflow.execute().
     "EXECUTE_CONCURRENCY": 2,
+    # Seconds a message may wait for a pool that has idle processes and takes no job before
+    # the worker counts as wedged: it kills its pool and exits (code 70) for its supervisor
+    # to restart it. 0: never.
+    "WEDGED_POOL_SECONDS": 60.0,
     # Seconds a handler may run (0: no limit; RegisterHandler(time_limit=...) per queue). At
     # the limit SoftTimeLimitExceeded is raised in the handler (logged ERROR); if it does not
     # stop within the grace, its worker process is replaced and the message retried.

@@ -110,6 +110,9 @@ class MessageLog(models.Model):
         "Seconds it waited for its @atomic handler's lock, over all tries; empty otherwise."))
     consumer = models.CharField(max_length=200, blank=True, default="",
                                 help_text="host:pid of the worker that handled it last.")
+    publish_failures = models.PositiveSmallIntegerField(default=0, help_text=(
+        "How many times the broker refused to take it (its queue's declaration, permissions); "
+        "it is given up as ERROR after a few."))
     comment = models.TextField(blank=True, default="",
                                help_text="Why it ended as it did (traceback for ERROR).")
     body = models.JSONField(help_text="The message as sent, with MessageID and originator.")
@@ -134,7 +137,9 @@ class HandlerState(models.Model):
     handler = models.CharField(max_length=200, help_text="Name of the handler that stored it.")
     key = models.CharField(max_length=200, blank=True, default="",
                            help_text="Optional key given to Persist.Put(); Get(key=...) reads only it.")
-    data = models.JSONField(null=True, help_text="The JSON value given to Persist.Put() (null as SQL NULL).")
+    # JSON text, not a JSON column: PostgreSQL's jsonb turns the float 1e16 into an integer,
+    # and a handler must get back on every stack exactly what it put.
+    data = models.TextField(null=True, help_text="The value given to Persist.Put(), as JSON text.")
     created_at = models.DateTimeField(auto_now_add=True, help_text="When it was committed.")
 
     class Meta:

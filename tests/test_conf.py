@@ -1,7 +1,15 @@
 """Engine settings come from Django settings, then the environment, then defaults."""
 from __future__ import annotations
 
+import http.client
+import os
+import socket
+import subprocess
+import sys
+import time
+
 import pytest
+from django.conf import settings
 
 from incidents import conf
 from incidents.exceptions import WorkflowConfigError
@@ -21,10 +29,6 @@ def test_a_malformed_environment_value_is_a_clear_error(monkeypatch):
 
 
 def test_production_mode_refuses_the_default_secret_key():
-    import os
-    import subprocess
-    import sys
-
     env = {**os.environ, "DJANGO_DEBUG": "0"}
     env.pop("DJANGO_SECRET_KEY", None)
     result = subprocess.run([sys.executable, "manage.py", "check"], env=env, capture_output=True,
@@ -43,3 +47,42 @@ def test_a_boolean_setting_that_is_neither_is_refused(monkeypatch):
     monkeypatch.setenv("WORKFLOW_STORE_TASK_RESULTS", "maybe")
     with pytest.raises(WorkflowConfigError, match="is not a bool"):
         conf.get("STORE_TASK_RESULTS")
+
+
+def test_debug_error_pages_never_show_a_password(tmp_path):
+    # A foreign Host header is enough to get Django's technical 400 page (DNS rebinding
+    # reaches 127.0.0.1); it lists settings and the environment.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    secret = "s3cret-pw-for-this-test"
+    env = {**os.environ, "DJANGO_DEBUG": "1", "WF_VAR_DIR": str(tmp_path),
+           "CELERY_BROKER_URL": f"amqp://wf:{secret}@127.0.0.1:1/wf",
+           "WORKFLOW_REDIS_URL": f"redis://:{secret}@127.0.0.1:1/0",
+           "SOME_SERVICE_DSN": f"https://user:{secret}@example.invalid/1"}
+    env.pop("DATABASE_URL", None)
+    server = subprocess.Popen([sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}",
+                               "--noreload", "--skip-checks"], cwd=settings.BASE_DIR, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        pages = {}
+        deadline = time.monotonic() + 60
+        for host, path in (("rebound.example.com", "/admin/"), ("127.0.0.1", "/no/such/page")):
+            while True:
+                try:
+                    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                    connection.request("GET", path, headers={"Host": host})
+                    response = connection.getresponse()
+                    pages[host] = (response.status, response.read().decode())
+                    break
+                except ConnectionRefusedError:
+                    assert time.monotonic() < deadline, "runserver did not start"
+                    time.sleep(0.2)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    status, page = pages["rebound.example.com"]
+    assert status == 400 and "DisallowedHost" in page  # the debug page, with its settings
+    assert pages["127.0.0.1"][0] == 404
+    for _, page in pages.values():
+        assert secret not in page

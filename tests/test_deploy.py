@@ -517,3 +517,21 @@ def test_a_worker_runs_an_incident_that_flower_shows_by_message_id_and_queue(dep
     assert "workflow.A_queue" in workers[deployment.worker_name]["registered"]
     # Without the password, Flower's API answers 401.
     assert http_get(f"{deployment.flower}/api/workers")[0] == 401
+
+
+def test_the_systemd_unit_restarts_a_worker_whatever_killed_it():
+    unit = (Path(__file__).resolve().parent.parent / "deploy" / "systemd"
+            / "incident-worker@.service").read_text()
+    settings = dict(line.split("=", 1) for line in unit.splitlines()
+                    if "=" in line and not line.startswith("#"))
+    assert settings["Restart"] == "always"  # also after the watchdog's exit 70
+    assert settings["KillMode"] == "mixed"  # TERM to the main process, not to every child
+    assert "celery -A wfproject worker" in settings["ExecStart"]
+    assert int(settings["TimeoutStopSec"]) >= 60
+
+
+def test_every_worker_in_compose_is_restarted_when_it_dies():
+    workers = {name: s for name, s in services().items() if "worker" in name}
+    assert workers
+    for name, service in workers.items():
+        assert service.get("restart") in ("always", "unless-stopped", "on-failure"), name

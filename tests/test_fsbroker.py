@@ -1,10 +1,16 @@
 """The embedded broker hands each message to exactly one consumer, and only whole messages."""
 from __future__ import annotations
 
+import contextlib
+import os
+import subprocess
 import threading
 from pathlib import Path
 
+import pytest
 from kombu import Connection
+
+from .conftest import REQUIRE_SERVICES
 
 
 def connection(folder: Path) -> Connection:
@@ -126,4 +132,48 @@ def test_a_requeued_message_goes_back_to_the_head_of_its_queue_marked_redelivere
         assert again.delivery_info["redelivered"] is True
         again.ack()
         assert [queue.get(timeout=1).payload["n"] for _ in range(2)] == [1, 2]
+        queue.close()
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 256 KiB file system (tmpfs) to fill up; needs root, as CI has."""
+    if os.geteuid() != 0:
+        message = "mounting a small tmpfs needs root"
+        if REQUIRE_SERVICES:
+            pytest.fail(message)
+        pytest.skip(message)
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)], check=True)
+    try:
+        yield disk
+    finally:
+        # Lazily: this process keeps its broker liveness file there open until it exits.
+        subprocess.run(["umount", "--lazy", str(disk)], check=True)
+
+
+def fill_up(disk: Path) -> Path:
+    filler = disk / "filler"
+    with contextlib.suppress(OSError), open(filler, "wb", buffering=0) as f:
+        while True:
+            f.write(b"\0" * 4096)
+    return filler
+
+
+def test_a_full_disk_strands_no_message_and_the_broker_resumes_when_room_returns(small_disk):
+    with connection(small_disk) as conn:
+        queue = conn.SimpleQueue("full")
+        queue.put({"n": 1})
+        held = queue.get(timeout=5)
+        filler = fill_up(small_disk)
+        with pytest.raises(OSError):
+            queue.put({"n": 2})  # a publish fails, and says so (the outbox relays it later)
+        held.requeue()  # nor can a requeue write: the message must not stay held by us
+        assert not list((small_disk / "queue").glob(".*.part"))  # no partial files left
+        assert not list((small_disk / "queue").glob("*.msg"))
+        filler.unlink()  # room again: the broker takes it up by itself
+        again = queue.get(timeout=30)
+        assert again.payload == {"n": 1} and again.delivery_info["redelivered"]
+        again.ack()
         queue.close()

@@ -234,3 +234,14 @@ def test_a_redelivered_copy_of_a_handled_message_frees_the_persist_lock_its_run_
     outcome = dispatch.deliver(FAN_IN_QUEUE, message, redelivered=True)
     assert outcome.result is dispatch.Result.DUPLICATE
     assert not Lock.objects.exists()
+
+
+@pytest.mark.stacks
+def test_get_returns_the_types_put_stored_on_every_stack(incident_id):
+    values = [1e16, 1e300, 2.5, -0.0, 10**20, 7, True, None, "1e16", [1.0, {"f": 3e20}]]
+    for value in values:
+        workflow.Persist.Put(incident_id, value)
+    got = workflow.Persist.Get(incident_id)
+    assert got == values
+    assert [type(v) for v in got] == [type(v) for v in values]  # 1e16 is no int on PostgreSQL
+    assert type(got[-1][1]["f"]) is float

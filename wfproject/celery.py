@@ -1,4 +1,5 @@
-"""The Celery app: configuration from celeryconfig.py, the outbox relay as a worker step."""
+"""The Celery app: configuration from celeryconfig.py; the outbox relay and the pool watchdog
+as worker steps."""
 from __future__ import annotations
 
 import os
@@ -20,6 +21,7 @@ app.config_from_object("celeryconfig")
 app.conf.CELERY_DB_REUSE_MAX = int(os.environ.get("WF_DB_REUSE_TASKS", "100"))
 # Named, not imported: importing the engine here would set Django up too early.
 app.steps["worker"].add("incidents.engine.relay:RelayStep")
+app.steps["worker"].add("incidents.engine.watchdog:PoolWatchdogStep")
 
 
 @worker_init.connect

@@ -20,6 +20,9 @@ if not DEBUG and SECRET_KEY == _DEV_SECRET_KEY:
         "set DJANGO_SECRET_KEY to a long random value before running in production"
     )
 ALLOWED_HOSTS = [h for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost").split(",") if h]
+# DEBUG's error pages list settings and the environment (a foreign Host header is enough to
+# get one, even on 127.0.0.1, by DNS rebinding): hide every URL's password there.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "wfproject.reporting.RedactingFilter"
 
 
 def _env_flag(name: str, default: bool) -> bool:

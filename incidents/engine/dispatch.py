@@ -23,6 +23,7 @@ from incidents.engine import (
     lifecycle,
     locks,
     outbox,
+    persist,
     results,
 )
 from incidents.engine.context import HandlerRun, StagedEnding
@@ -32,7 +33,6 @@ from incidents.exceptions import Deferred, MessageError
 from incidents.models import (
     FINAL_STATUSES,
     LIVE_INCIDENT_STATUSES,
-    HandlerState,
     Incident,
     IncidentStatus,
     MessageLog,
@@ -309,10 +309,7 @@ def _commit_success(run: HandlerRun, duration: float) -> list[MessageLog]:
     results.record(run, MessageStatus.COMPLETE)
     outbox.mark_published()
     rows = outbox.log_rows(run.outbox)
-    if run.puts:
-        HandlerState.objects.bulk_create(
-            HandlerState(incident_id=i, handler=run.originator, key=k, data=d)
-            for i, k, d in run.puts)
+    persist.insert_staged(run)
     for ending in run.endings:
         cleanup_message = lifecycle.apply_ending(ending, originator=run.originator)
         if cleanup_message is not None:

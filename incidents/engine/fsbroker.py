@@ -111,9 +111,14 @@ class Channel(filesystem.Channel):
 
     def _write(self, name: str, payload: Any) -> None:
         partial = os.path.join(self.data_folder_out, f".{name}.{uuid.uuid4().hex}.part")
-        with open(partial, "wb") as f:
-            f.write(str_to_bytes(dumps(payload)))
-        os.replace(partial, os.path.join(self.data_folder_out, name))
+        try:
+            with open(partial, "wb") as f:
+                f.write(str_to_bytes(dumps(payload)))
+            os.replace(partial, os.path.join(self.data_folder_out, name))
+        except OSError:  # the disk is full (or gone): leave no partial file behind
+            with contextlib.suppress(OSError):
+                os.remove(partial)
+            raise
 
     def _put(self, queue: str, message: Any, *, first: bool = False,  # type: ignore[override]
              **kwargs: Any) -> None:
@@ -174,11 +179,28 @@ class Channel(filesystem.Channel):
         self._wake()  # a prefetch slot is free
 
     def basic_reject(self, delivery_tag: str, requeue: bool = False) -> None:
-        if not requeue:
-            self._dead_letter(delivery_tag)
-        super().basic_reject(delivery_tag, requeue)
+        try:
+            if not requeue:
+                self._dead_letter(delivery_tag)
+            super().basic_reject(delivery_tag, requeue)
+        except OSError as exc:  # dead-lettering could not write: the disk is full
+            held = self._held.pop(delivery_tag, None)
+            if held:
+                self._orphan(held, exc)
+            super().basic_reject(delivery_tag, requeue=False)  # it is ours no more
         self._forget(delivery_tag)
         self._wake()
+
+    def _orphan(self, held: str, error: OSError) -> None:
+        """Give a held message up to the recovery that returns a dead process's messages to
+        their queues (marked redelivered), so it is not stranded with a live holder while
+        nothing can be written. A rename needs no free space."""
+        host, _, _, name = os.path.basename(held).split("~", 3)
+        orphan = os.path.join(self.processed_folder,
+                              f"{host}~orphan-{uuid.uuid4().hex}~{uuid.uuid4().hex}~{name}")
+        os.rename(held, orphan)
+        logger.warning("embedded broker: could not requeue %s (%s); it goes back to its "
+                       "queue once the disk has room", name, error)
 
     def _wake(self) -> None:
         if self.connection is not None:  # None once the channel is closed
@@ -209,9 +231,14 @@ class Channel(filesystem.Channel):
         its queue, as RabbitMQ does: it may hold up others (an @atomic run's lock)."""
         held = self._held.pop(message.delivery_tag, None)  # before the copy can be taken again
         payload = _mark_redelivered(message.serializable())
-        for queue in self._lookup(message.delivery_info["exchange"],
-                                  message.delivery_info["routing_key"]):
-            self._put(queue, payload, first=True)
+        try:
+            for queue in self._lookup(message.delivery_info["exchange"],
+                                      message.delivery_info["routing_key"]):
+                self._put(queue, payload, first=True)
+        except OSError as exc:  # the disk is full: nothing is lost, recovery requeues it
+            if held:
+                self._orphan(held, exc)
+            return
         if held:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(held)
@@ -243,7 +270,12 @@ class Channel(filesystem.Channel):
             if taken is None:
                 continue  # another process is recovering it
             claimed, payload = taken
-            self._write(name, _mark_redelivered(payload))
+            try:
+                self._write(name, _mark_redelivered(payload))
+            except OSError as exc:  # still no room: leave it for a later pass
+                os.rename(claimed, os.path.join(self.processed_folder, held))
+                logger.warning("embedded broker: cannot requeue %s yet: %s", name, exc)
+                break
             os.remove(claimed)
             recovered += 1
         return recovered
@@ -258,6 +290,10 @@ def _stopping() -> bool:
 
 class Transport(filesystem.Transport):
     Channel = Channel
+    # A refused message (ChannelError) is not a lost connection. Without these kombu treats
+    # every channel error as one, reconnects and publishes again on a closed channel.
+    recoverable_connection_errors = filesystem.Transport.connection_errors
+    recoverable_channel_errors = ()
     #: Set by the worker's consumer (engine/consumer.py) on its own connection.
     worker_consumer = False
 

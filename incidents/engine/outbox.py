@@ -19,19 +19,22 @@ from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from typing import Any
 
+from amqp.exceptions import ChannelError  # also what kombu's virtual transports raise
 from django.db import transaction
 from django.utils import timezone
 
 from incidents import conf
-from incidents.engine import deadletter, failpoints
-from incidents.engine.context import StagedMessage
-from incidents.models import MessageLog, MessageStatus
+from incidents.engine import deadletter, failpoints, lifecycle
+from incidents.engine.context import StagedEnding, StagedMessage
+from incidents.models import IncidentStatus, MessageLog, MessageStatus
 
 logger = logging.getLogger(__name__)
 
 TASK_PREFIX = "workflow."
 MARK_SENT_AFTER_SECONDS = 1.0
 MARK_SENT_MAX_IDS = 1000
+#: Refusals by the broker after which a message is given up (about 2.5 minutes of tries).
+MAX_PUBLISH_FAILURES = 5
 _unmarked = threading.local()  # .ids, .since: published by this thread, not marked SENT
 
 
@@ -64,28 +67,35 @@ def publish(rows: Sequence[MessageLog], *, mark_later: bool = False) -> int:
     mark_published() call); return how many went out.
 
     Must run after the commit that inserted them. If the broker is unreachable the rows
-    stay QUEUED for the relay and the caller carries on.
+    stay QUEUED for the relay and the caller carries on. A row the broker refuses (its
+    queue's declaration or permissions) is set aside on its own, so it holds up no other.
     """
-    rows = [r for r in rows if r.status == MessageStatus.QUEUED]
-    if not rows:
+    pending = [r for r in rows if r.status == MessageStatus.QUEUED]
+    if not pending:
         return 0
     failpoints.hit("before_publish")
     from wfproject.celery import app
 
     sent: list[str] = []
-    try:
-        with app.producer_or_acquire() as producer:
-            for row in rows:
-                # The queue's full declaration (Celery takes a Queue; the stubs say str), also
-                # where its handler is not registered: a bare name would declare it without
-                # its dead-letter arguments, which RabbitMQ refuses once a worker has them.
-                queue: Any = deadletter.handler_queue(row.destination)
-                app.send_task(task_name(row.destination), args=[row.body], task_id=str(row.id),
-                              queue=queue, producer=producer)
-                sent.append(str(row.id))
-    except Exception as exc:  # unreachable, nacked (publisher confirms), ...: never fatal here
-        logger.warning("publish failed; %d message(s) left for the relay (incident %s): %r",
-                       len(rows) - len(sent), rows[0].incident_id, exc, exc_info=True)
+    while pending:
+        try:
+            with app.producer_or_acquire() as producer:
+                while pending:
+                    row = pending[0]
+                    # The queue's full declaration (Celery takes a Queue; the stubs say str),
+                    # also where its handler is not registered: a bare name would declare it
+                    # without its dead-letter arguments, which RabbitMQ refuses once a worker
+                    # has declared it with them.
+                    queue: Any = deadletter.handler_queue(row.destination)
+                    app.send_task(task_name(row.destination), args=[row.body],
+                                  task_id=str(row.id), queue=queue, producer=producer)
+                    sent.append(str(pending.pop(0).id))
+        except ChannelError as refused:  # this message, not the broker: set it aside
+            refuse(pending.pop(0), refused)
+        except Exception as exc:  # unreachable, nacked (publisher confirms): never fatal here
+            logger.warning("publish failed; %d message(s) left for the relay (incident %s): %r",
+                           len(pending), pending[0].incident_id, exc, exc_info=True)
+            break
     failpoints.hit("before_mark_sent")
     if mark_later:
         if not getattr(_unmarked, "ids", None):
@@ -94,6 +104,33 @@ def publish(rows: Sequence[MessageLog], *, mark_later: bool = False) -> int:
     else:
         _mark_sent(sent)
     return len(sent)
+
+
+def refuse(row: MessageLog, error: Exception) -> None:
+    """The broker refused this message: try it again later, with a growing delay, and after
+    MAX_PUBLISH_FAILURES log it ERROR and end its incident with the reason."""
+    failures = row.publish_failures + 1
+    reason = (f"the broker refused message {row.pk} to queue {row.destination!r} "
+              f"({failures} of {MAX_PUBLISH_FAILURES} tries): {error}")
+    logger.warning("incident %s: %s", row.incident_id, reason)
+    if failures < MAX_PUBLISH_FAILURES:
+        # The relay takes it up again once `submitted` is RELAY_STALE_SECONDS old.
+        retry_at = timezone.now() + timedelta(seconds=min(300, 5 * 2 ** failures)
+                                              - conf.get("RELAY_STALE_SECONDS"))
+        MessageLog.objects.filter(pk=row.pk, status=MessageStatus.QUEUED).update(
+            publish_failures=failures, submitted=retry_at, comment=reason)
+        return
+    with transaction.atomic():
+        if not MessageLog.objects.filter(pk=row.pk, status=MessageStatus.QUEUED).update(
+                status=MessageStatus.ERROR, publish_failures=failures,
+                completed=timezone.now(), comment=reason):
+            return
+        cleanup = lifecycle.apply_ending(
+            StagedEnding(str(row.incident_id), IncidentStatus.ERROR, reason, by="broker"),
+            originator="")
+        cleanup_rows = log_rows([cleanup]) if cleanup else []
+        insert(cleanup_rows)
+        publish_on_commit(cleanup_rows)
 
 
 def mark_published() -> None:

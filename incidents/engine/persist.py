@@ -33,7 +33,8 @@ def put(incident_id: Any, data: Any, key: Any = "") -> None:
         run.puts.append((incident_id, key, stored))
         return
     incidents_db.require(incident_id, where="Persist.Put()")
-    HandlerState.objects.create(incident_id=incident_id, handler="", key=key, data=stored)
+    HandlerState.objects.create(incident_id=incident_id, handler="", key=key,
+                                data=json.dumps(stored))
 
 
 def get(incident_id: Any, ignore_originator: bool = False, key: Any = None) -> list[Any]:
@@ -49,11 +50,20 @@ def get(incident_id: Any, ignore_originator: bool = False, key: Any = None) -> l
         rows = rows.filter(handler=handler)
     if key is not None:
         rows = rows.filter(key=key)
-    values = list(rows.order_by("id").values_list("data", flat=True))
+    values = [None if text is None else json.loads(text)
+              for text in rows.order_by("id").values_list("data", flat=True)]
     if run is not None:
         values.extend(data for staged_id, staged_key, data in run.puts
                       if staged_id == incident_id and key in (None, staged_key))
     return values
+
+
+def insert_staged(run: context.HandlerRun) -> None:
+    """Insert the run's Puts, inside its commit."""
+    if run.puts:
+        HandlerState.objects.bulk_create(
+            HandlerState(incident_id=incident_id, handler=run.originator, key=key,
+                         data=json.dumps(data)) for incident_id, key, data in run.puts)
 
 
 def _hold_persist_lock(run: context.HandlerRun, incident_id: str) -> None:

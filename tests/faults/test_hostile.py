@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import pickle
 import uuid
+import zlib
 
 import pytest
 from kombu import Producer
@@ -91,3 +92,30 @@ def test_dead_letters_command_lists_and_purges(workers):
     call_command("dead_letters", "--purge", stdout=out)
     assert "1 dead letter(s) purged" in out.getvalue()
     assert deadletter.inspect() == []
+
+
+def test_poison_messages_are_dead_lettered_before_anything_decodes_them(workers):
+    worker = workers.start("w1", concurrency=2)
+    deadletter.inspect(purge=True)
+    known = workflow.CreateIncident(name="known", kind="TEST")
+    deep = json.loads("[" * 500 + "]" * 500)  # 4 KB of valid JSON, 500 levels deep
+    publish_raw(celery_body({"IncidentID": known, "MessageID": str(uuid.uuid4()), "d": deep}),
+                "application/json", celery_headers(str(uuid.uuid4())))
+    publish_raw(zlib.compress(celery_body({"IncidentID": known, "pad": "0" * 100_000})),
+                "application/json",
+                {**celery_headers(str(uuid.uuid4())), "compression": "application/x-gzip"})
+    for retries in (0, 3):  # a foreign ETA, and one dressed as a retry but years off
+        publish_raw(celery_body({"IncidentID": known}), "application/json",
+                    {**celery_headers(str(uuid.uuid4())), "eta": "2031-01-01T00:00:00+00:00",
+                     "retries": retries})
+    workflow.send(message={"IncidentID": known, "left": 3}, queue=QUEUE)
+    workflow.FlushMessages()
+    assert wait_until(lambda: ended(known), what="a real incident").status == IncidentStatus.COMPLETE
+    letters = wait_until(lambda: (found := deadletter.inspect()) and len(found) >= 4 and found,
+                         what="four dead letters")
+    assert len(letters) == 4
+    log = worker.log_text()
+    for reason in ("nests deeper than 103 levels", "compressed", "the engine did not set",
+                   "further off than any retry"):
+        assert reason in log
+    assert "Unrecoverable error" not in log and worker.process.poll() is None

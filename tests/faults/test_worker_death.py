@@ -1,6 +1,8 @@
 """A worker SIGKILLed mid-handler: the message is redelivered, its effects apply once."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from incidents.models import HandlerState, IncidentStatus, MessageLog, MessageStatus
@@ -22,6 +24,6 @@ def test_a_worker_killed_mid_handler_loses_nothing_and_applies_effects_once(work
     blocked = MessageLog.objects.get(incident_id=incident_id, destination="probe_block")
     assert (blocked.status, blocked.attempts) == (MessageStatus.COMPLETE, 2)
     assert MessageLog.objects.filter(incident_id=incident_id, destination="probe_count").count() == 1
-    states = list(HandlerState.objects.filter(incident_id=incident_id)
-                  .values_list("handler", "data"))
+    states = [(handler, json.loads(data)) for handler, data in HandlerState.objects.filter(
+        incident_id=incident_id).values_list("handler", "data")]
     assert states == [("block_handler", {"blocked": True}), ("count_handler", {"counted": True})]
