@@ -5,7 +5,7 @@ WORKFLOW ?= quicksort
 SIZE ?= 1000
 STACK_ENV = eval "$$($(PY) -m tests.stack env)"
 
-.PHONY: install demo serve test lint test-embedded test-services bench soak services image clean
+.PHONY: install demo serve test lint test-embedded test-services bench soak storm services image clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -67,6 +67,11 @@ bench: install
 ## The long soak (1,000 incidents x 200 hops) on the configured stack; see docs/RELIABILITY.md.
 soak: install
 	$(PY) -m bench.soak --incidents $${INCIDENTS:-1000} --hops $${HOPS:-200} --workers 2
+
+## SIGKILL storms (~3 min each) on the configured stack: six incidents while pool processes and
+## whole workers are killed every 2-3 s for 2 minutes; see docs/RELIABILITY.md.
+storm: install
+	$(PY) -m bench.storm --runs $${RUNS:-10}
 
 ## Start RabbitMQ, PostgreSQL and Redis on loopback (root; Debian packages installed).
 services:

@@ -30,6 +30,7 @@ from workflows import quicksort
 
 CHAIN_HOPS = 300
 SORT_SIZE = 300
+rng = random.Random()  # its own: libraries may seed the shared one
 
 
 def _start_incidents() -> tuple[list[str], dict[str, list[int]]]:
@@ -39,7 +40,7 @@ def _start_incidents() -> tuple[list[str], dict[str, list[int]]]:
     sorts: dict[str, list[int]] = {}
     for n in range(3):
         incident_id = workflow.CreateIncident(name=f"storm sort {n}", kind=quicksort.KIND)
-        sorts[incident_id] = [random.randint(0, 100) for _ in range(SORT_SIZE)]
+        sorts[incident_id] = [rng.randint(0, 100) for _ in range(SORT_SIZE)]
         quicksort.start(incident_id, sorts[incident_id])
     workflow.FlushMessages()
     return chains, sorts
@@ -90,12 +91,12 @@ def storm(seconds: float, settle: float) -> dict[str, Any]:
         chains, sorts = _start_incidents()
         ends = time.monotonic() + seconds
         while time.monotonic() < ends:
-            time.sleep(random.uniform(2, 3))
+            time.sleep(rng.uniform(2, 3))
             supervise()
-            worker = random.choice(workers)
+            worker = rng.choice(workers)
             children = _children_of(worker.process.pid)
-            if children and random.random() < 0.7:
-                os.kill(random.choice(children), signal.SIGKILL)
+            if children and rng.random() < 0.7:
+                os.kill(rng.choice(children), signal.SIGKILL)
                 kills["pool process"] += 1
             else:
                 group.kill(worker)

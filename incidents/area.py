@@ -36,10 +36,14 @@ def area_map(upper_left: str, lower_right: str) -> SafeString | str:
         "", '<line x1="{}" y1="{}" x2="{}" y2="{}" stroke="{}" stroke-width="0.5"/>',
         [(x, 0, x, HEIGHT, "#888" if x == 180 else "#ccc") for x in range(0, WIDTH + 1, 30)]
         + [(0, y, WIDTH, y, "#888" if y == 90 else "#ccc") for y in range(0, HEIGHT + 1, 30)])
+    # Dashed lines through the box lead the eye to it on the world grid.
+    centre_x, centre_y = f"{left + width / 2:.1f}", f"{top + height / 2:.1f}"
     return format_html(
         '{}<br><svg class="wf-area" role="img" aria-label="area on a latitude/longitude grid" '
         'width="{}" height="{}" viewBox="0 0 {} {}" style="background:#eef4fa;border:1px solid #999">'
-        '{}<rect x="{}" y="{}" width="{}" height="{}" fill="#c62828" '
-        'fill-opacity="0.35" stroke="#c62828"/></svg>',
-        text, WIDTH, HEIGHT, WIDTH, HEIGHT, grid,
-        *(f"{value:.1f}" for value in (left, top, width, height)))
+        '{}<line x1="{}" y1="0" x2="{}" y2="{}" stroke="#c62828" stroke-dasharray="2 3" '
+        'stroke-width="0.5"/><line x1="0" y1="{}" x2="{}" y2="{}" stroke="#c62828" '
+        'stroke-dasharray="2 3" stroke-width="0.5"/><rect x="{}" y="{}" width="{}" height="{}" '
+        'fill="#c62828" fill-opacity="0.35" stroke="#c62828"/></svg>',
+        text, WIDTH, HEIGHT, WIDTH, HEIGHT, grid, centre_x, centre_x, HEIGHT,
+        centre_y, WIDTH, centre_y, *(f"{value:.1f}" for value in (left, top, width, height)))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -32,6 +33,14 @@ def four_processes(transactional_db, broker) -> Iterator[WorkerGroup]:
         yield group
 
 
+def fresh_file(name: str) -> Path:
+    """A file the handlers write to, under var/compat, absent to begin with."""
+    path = settings.VAR_DIR / "compat" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    return path
+
+
 def finished(incident_id: str, what: str) -> Incident:
     incident = wait_until(lambda: ended(incident_id), what=what)
     assert isinstance(incident, Incident)
@@ -48,13 +57,11 @@ def messages_to(incident_id: str, queue: str) -> int:
 
 
 def test_the_originals_plain_put_then_get_quicksort_completes_every_time(four_processes):
-    results = settings.VAR_DIR / "compat"
-    results.mkdir(parents=True, exist_ok=True)
     for round_number in range(ROUNDS):
         started = {}
         for n in range(2):
             numbers = [random.randint(0, 500) for _ in range(256)]
-            result_file = str(results / f"sorted-{round_number}-{n}.json")
+            result_file = str(fresh_file(f"sorted-{round_number}-{n}.json"))
             started[original_quicksort.submit(numbers, result_file)] = (numbers, result_file)
         # Ours, whose @atomic merge handler has the same function name, in the same worker.
         ours = workflow.CreateIncident("ours", quicksort.KIND)
@@ -87,11 +94,9 @@ def call_back(incident_id: str, status: str, **fields: object) -> None:
 
 
 def test_simulation_callbacks_tagged_with_provided_caller_fan_in_once(four_processes):
-    report_file = settings.VAR_DIR / "compat" / "reports.txt"
-    report_file.parent.mkdir(parents=True, exist_ok=True)
     simulations = 6
     for _ in range(ROUNDS):
-        report_file.unlink(missing_ok=True)
+        report_file = fresh_file("reports.txt")
         incident_id = workflow.CreateIncident(
             "wildfire", "WILDFIRE", user_id="alice", upper_left_latlong="53.38/1.83",
             lower_right_latlong="48.76/11.74", duration=1)
@@ -115,11 +120,9 @@ def test_simulation_callbacks_tagged_with_provided_caller_fan_in_once(four_proce
 
 
 def test_check_lock_as_a_try_acquire_lets_one_writer_at_a_time(four_processes):
-    mosaic = settings.VAR_DIR / "compat" / "mosaic.txt"
-    mosaic.parent.mkdir(parents=True, exist_ok=True)
     tiles = 8
     for _ in range(ROUNDS):
-        mosaic.unlink(missing_ok=True)
+        mosaic = fresh_file("mosaic.txt")
         incident_id = workflow.CreateIncident("mosaic", "MOSQUITO")
         for tile in range(tiles):
             workflow.send({"IncidentID": incident_id, "tile": tile, "tiles": tiles,
@@ -137,9 +140,7 @@ def test_check_lock_as_a_try_acquire_lets_one_writer_at_a_time(four_processes):
 
 
 def test_the_originals_health_probe_by_test_incident_name_is_handled_every_time(four_processes):
-    reply = settings.VAR_DIR / "compat" / "health.txt"
-    reply.parent.mkdir(parents=True, exist_ok=True)
-    reply.unlink(missing_ok=True)
+    reply = fresh_file("health.txt")
     for probe in range(1, 3):  # the first probe's Complete ends the incident; the next reopens it
         message = {"IncidentID": "test_workflow_health", "reply_file": str(reply)}
         message_id = workflow.send(message, original_services.HEALTH_QUEUE)

@@ -42,6 +42,17 @@ def celery_body(argument: object) -> bytes:
                                         "chord": None}]).encode()
 
 
+def a_real_incident_completes_and_dead_letters_number(known: str, expected: int) -> list:
+    """The worker still serves real incidents after the garbage, which is dead-lettered."""
+    workflow.send(message={"IncidentID": known, "left": 3}, queue=QUEUE)
+    workflow.FlushMessages()
+    assert wait_until(lambda: ended(known), what="a real incident").status == IncidentStatus.COMPLETE
+    letters = wait_until(lambda: (found := deadletter.inspect()) and len(found) >= expected
+                         and found, what=f"{expected} dead letters")
+    assert len(letters) == expected
+    return letters
+
+
 def test_broken_and_foreign_messages_are_dead_lettered_and_the_worker_carries_on(workers):
     worker = workers.start("w1")
     deadletter.inspect(purge=True)
@@ -59,13 +70,7 @@ def test_broken_and_foreign_messages_are_dead_lettered_and_the_worker_carries_on
                 celery_headers(unknown_message["MessageID"]))
     publish_raw(celery_body({"IncidentID": known, "junk": "x" * 2_000_000}), "application/json",
                 celery_headers(str(uuid.uuid4())))
-    # The worker still serves real incidents, before and after the garbage.
-    workflow.send(message={"IncidentID": known, "left": 3}, queue=QUEUE)
-    workflow.FlushMessages()
-    assert wait_until(lambda: ended(known), what="a real incident").status == IncidentStatus.COMPLETE
-    letters = wait_until(lambda: (found := deadletter.inspect()) and len(found) >= 8 and found,
-                         what="eight dead letters")
-    assert len(letters) == 8
+    letters = a_real_incident_completes_and_dead_letters_number(known, 8)
     assert {letter.queue for letter in letters} == {QUEUE}
     assert any("not json" in letter.body for letter in letters)
     assert any(letter.content_type == "application/x-python-serialize" for letter in letters)
@@ -108,12 +113,7 @@ def test_poison_messages_are_dead_lettered_before_anything_decodes_them(workers)
         publish_raw(celery_body({"IncidentID": known}), "application/json",
                     {**celery_headers(str(uuid.uuid4())), "eta": "2031-01-01T00:00:00+00:00",
                      "retries": retries})
-    workflow.send(message={"IncidentID": known, "left": 3}, queue=QUEUE)
-    workflow.FlushMessages()
-    assert wait_until(lambda: ended(known), what="a real incident").status == IncidentStatus.COMPLETE
-    letters = wait_until(lambda: (found := deadletter.inspect()) and len(found) >= 4 and found,
-                         what="four dead letters")
-    assert len(letters) == 4
+    a_real_incident_completes_and_dead_letters_number(known, 4)
     log = worker.log_text()
     for reason in ("nests deeper than 103 levels", "compressed", "the engine did not set",
                    "further off than any retry"):
