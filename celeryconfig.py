@@ -44,8 +44,9 @@ task_reject_on_worker_lost = True
 # Requeue a dead pool process's message after 1 s, not Celery's 10: until then the message
 # waits, and an @atomic run's lock with it. A copy handled twice is dropped by the engine.
 worker_lost_wait = 1.0
-# Prefork, with pipe locks a killed pool process cannot keep (incidents/engine/pool.py).
-worker_pool = "incidents.engine.pool:TaskPool"
+# Prefork, with pipe locks a killed pool process cannot keep (wfproject/prefork.py; outside the
+# incidents package, which the worker command would import before Django is set up).
+worker_pool = "wfproject.prefork:TaskPool"
 worker_prefetch_multiplier = 1
 worker_cancel_long_running_tasks_on_connection_loss = True
 # A task that fails (an infrastructure error escaped the engine) is dead-lettered, not

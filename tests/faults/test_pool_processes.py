@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 
 import pytest
+from django.conf import settings
 
 from incidents import workflow
 from incidents.models import IncidentStatus
@@ -51,3 +54,16 @@ def test_a_wedged_worker_says_so_and_exits_and_its_message_is_handled_after_a_re
         group.start("restarted")  # as its supervisor would
         incident = wait_until(lambda: ended(incident_id), timeout=60, what="the chain")
         assert incident.status == IncidentStatus.COMPLETE
+
+
+def test_the_worker_command_loads_its_pool_without_setting_django_up_early():
+    # The worker command imports the pool class before Django is set up. Importing the
+    # incidents package then would set Django up as for a stand-alone script, without the
+    # workflow modules: the deployed worker served only _Cleanup.
+    env = {k: v for k, v in os.environ.items() if k != "WORKFLOW_MODULES"}
+    code = ("from celery.concurrency import get_implementation; import celeryconfig; "
+            "get_implementation(celeryconfig.worker_pool); import sys; "
+            "print('incidents' in sys.modules, os.environ.get('WORKFLOW_MODULES'))")
+    result = subprocess.run([sys.executable, "-c", f"import os; {code}"], env=env, cwd=settings.BASE_DIR,
+                            capture_output=True, text=True, timeout=60)
+    assert result.stdout.split() == ["False", "None"], result.stderr
