@@ -54,7 +54,8 @@ class Staging:
 
     originator: str = ""
     outbox: list[StagedMessage] = field(default_factory=list)
-    puts: list[tuple[str, str, Any]] = field(default_factory=list)  # (incident_id, key, data)
+    # (incident_id, key, data, its JSON text): the text is what the commit stores.
+    puts: list[tuple[str, str, Any, str]] = field(default_factory=list)
     endings: list[StagedEnding] = field(default_factory=list)
 
 

@@ -23,18 +23,17 @@ from incidents.models import HandlerState
 def put(incident_id: Any, data: Any, key: Any = "") -> None:
     incident_id = check_incident_id(incident_id, where="Persist.Put()")
     key = check_text(key, where="Persist.Put()", name="key", max_length=200)
-    # Store what a JSON round trip gives back, so Get() returns the same before and after commit.
-    stored = json.loads(to_json(data, where="Persist.Put()", name="data"))
+    text = to_json(data, where="Persist.Put()", name="data")
     run = context.current_run.get()
     if run is not None:
         if incident_id != run.incident_id:
             incidents_db.require(incident_id, where="Persist.Put()")
         _hold_persist_lock(run, incident_id)
-        run.puts.append((incident_id, key, stored))
+        # Get() returns what a JSON round trip gives back, before the commit as after it.
+        run.puts.append((incident_id, key, json.loads(text), text))
         return
     incidents_db.require(incident_id, where="Persist.Put()")
-    HandlerState.objects.create(incident_id=incident_id, handler="", key=key,
-                                data=json.dumps(stored))
+    HandlerState.objects.create(incident_id=incident_id, handler="", key=key, data=text)
 
 
 def get(incident_id: Any, ignore_originator: bool = False, key: Any = None) -> list[Any]:
@@ -53,7 +52,7 @@ def get(incident_id: Any, ignore_originator: bool = False, key: Any = None) -> l
     values = [None if text is None else json.loads(text)
               for text in rows.order_by("id").values_list("data", flat=True)]
     if run is not None:
-        values.extend(data for staged_id, staged_key, data in run.puts
+        values.extend(data for staged_id, staged_key, data, _ in run.puts
                       if staged_id == incident_id and key in (None, staged_key))
     return values
 
@@ -62,8 +61,8 @@ def insert_staged(run: context.HandlerRun) -> None:
     """Insert the run's Puts, inside its commit."""
     if run.puts:
         HandlerState.objects.bulk_create(
-            HandlerState(incident_id=incident_id, handler=run.originator, key=key,
-                         data=json.dumps(data)) for incident_id, key, data in run.puts)
+            HandlerState(incident_id=incident_id, handler=run.originator, key=key, data=text)
+            for incident_id, key, _, text in run.puts)
 
 
 def _hold_persist_lock(run: context.HandlerRun, incident_id: str) -> None:
