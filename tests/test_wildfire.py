@@ -105,6 +105,8 @@ def test_new_hotspots_for_a_watching_incident_rerun_only_the_changed_cluster(wor
     assert Incident.objects.get(pk=incident_id).status == IncidentStatus.ACTIVE
     assert (directory / "maps" / "pass-001.png").is_file()
     assert (directory / "hotspots" / "pass-001.csv").is_file()
+    wait_until(lambda: len(persisted_results(incident_id)) >= 3, timeout=60,
+               what="the first merge to commit")  # it writes the map before its commit
     assert sorted(persisted_results(incident_id)) == [("C1", 1), ("C2", 1), ("C3", 1)]
     first_map = map_path(incident_id).read_bytes()
 
@@ -114,6 +116,10 @@ def test_new_hotspots_for_a_watching_incident_rerun_only_the_changed_cluster(wor
     assert second["changed"] == ["C1"]
     simulated = [(b["cluster"], b["pass"]) for b in bodies(incident_id, "wildfire_simulate")]
     assert sorted(simulated) == [("C1", 1), ("C1", 2), ("C2", 1), ("C3", 1)]
+    # The merge writes the map during its run and stores its results when it commits, a
+    # moment later: wait for the commit, then check each result is there once.
+    wait_until(lambda: ("C1", 2) in persisted_results(incident_id), timeout=60,
+               what="the second merge to commit")
     assert sorted(persisted_results(incident_id)) == sorted(simulated)  # each result once
     clusters = {c["name"]: c for c in second["clusters"]}
     assert {name: (c["sim_pass"], c["hotspots"]) for name, c in clusters.items()} == {
