@@ -57,9 +57,11 @@ test-services: install
 	  echo "  sudo .ci/services   (needs rabbitmq-server, postgresql, redis-server)"; \
 	fi
 
-## The benchmark against raw Celery (~35 min; not part of `make test`): the embedded default, then
-## RabbitMQ + PostgreSQL + Redis, started on loopback when run as root with the Debian packages
-## installed. Prints a table, writes bench/results.json. BENCH_ARGS="--quick --repeat 1": smoke.
+## The benchmark against stock Celery and Celery with the engine's settings (~1 h; not part of
+## `make test`): the embedded default, RabbitMQ + SQLite, then RabbitMQ + PostgreSQL + Redis,
+## started on loopback when run as root with the Debian packages installed. Prints a table,
+## writes bench/results.json. BENCH_ARGS="--phases chains" (~10 min): the hop chains only;
+## BENCH_ARGS="--quick --repeat 1": a smoke run.
 bench: install
 	@if [ "$$(id -u)" = 0 ] && command -v rabbitmq-server >/dev/null; then .ci/services >/dev/null; fi
 	$(PY) -m bench.suite $(BENCH_ARGS)

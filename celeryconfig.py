@@ -14,8 +14,9 @@ broker_url = os.environ.get("CELERY_BROKER_URL", "wffs://")
 broker_transport_options: dict[str, Any] = {}
 if broker_url.startswith("amqp"):
     broker_transport_options = {
-        # Publisher confirms: a publish returns once RabbitMQ has the message; one it did
-        # not confirm stays QUEUED in the log and is published again by the relay.
+        # Publisher confirms for Celery's own publishes (a task retry returns once RabbitMQ
+        # has the new copy, before the old one is acked). The outbox publishes without them:
+        # the message log is its record, and the relay publishes again what RabbitMQ lost.
         "confirm_publish": os.environ.get("WF_PUBLISHER_CONFIRMS", "1") == "1",
     }
 elif broker_url.startswith("wffs://"):

@@ -1,4 +1,4 @@
-"""The benchmark's and soak's workflows, as handlers (bench/raw.py has the same shapes as
+"""The benchmark's and soak's workflows, as handlers (bench/raw_tasks.py has the same shapes as
 plain Celery tasks)."""
 from incidents import workflow
 

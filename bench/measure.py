@@ -1,6 +1,7 @@
 """Measure one configuration (the broker and database in the environment): each shape on
-the engine and as raw Celery tasks (bench/raw.py). bench.suite runs it once per
-configuration in a fresh process; alone:
+the engine and as plain Celery tasks (bench/raw_tasks.py) twice, on stock Celery
+(bench/raw_stock.py) and with the engine's Celery settings (bench/raw.py). bench.suite runs
+it once per configuration in a fresh process; alone:
 
     python -m bench.measure --output var/bench/result.json [--quick] [--repeat 3]
 """
@@ -9,9 +10,11 @@ from __future__ import annotations
 import os
 
 # Before Django is set up: sends from here declare the queues as the workers do. (An empty
-# value, as `import incidents` leaves in a stand-alone script, means unset too.)
+# value, as incidents.standalone leaves in a stand-alone script, means unset too.)
 if not os.environ.get("WORKFLOW_MODULES"):
     os.environ["WORKFLOW_MODULES"] = "bench.handlers,workflows.quicksort"
+
+import incidents.standalone  # noqa: F401, I001  (sets Django up for this script)
 
 import argparse
 import json
@@ -19,13 +22,15 @@ import logging
 import random
 import re
 import statistics
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from django.conf import settings
@@ -33,8 +38,9 @@ from django.core.management import call_command
 from django.db import connection
 from django.db.models import Max
 
-from bench import prefill, raw  # importing `incidents` (first, via these) sets Django up
+from bench import prefill, raw, raw_stock, raw_tasks
 from incidents import conf, workflow
+from incidents.engine import registry
 from incidents.models import Incident, IncidentStatus, MessageLog, MessageStatus
 from incidents.processes import WorkerGroup, worker_env
 from workflows import quicksort
@@ -150,14 +156,15 @@ class Engine:
 
 
 class RawCelery:
-    """The same shapes as plain Celery tasks (bench/raw.py)."""
+    """The same shapes as plain Celery tasks (bench/raw_tasks.py) on one baseline's app
+    (`module`: bench.raw or bench.raw_stock)."""
 
-    name = "raw"
-    app = "bench.raw"
-    queues: list[str] | None = raw.QUEUES
-
-    def __init__(self, sizes: Sizes) -> None:
+    def __init__(self, sizes: Sizes, name: str, module: ModuleType) -> None:
         self.sizes = sizes
+        self.name = name
+        self.app = module.__name__
+        self.tasks: raw_tasks.RawTasks = module.tasks
+        self.queues: list[str] | None = self.tasks.queues
 
     def _finish(self, run: str, count: int, started: float) -> float:
         self._wait_count(run, count)
@@ -168,30 +175,30 @@ class RawCelery:
     def chains(self, count: int, hops: int) -> Run:
         run, started = uuid.uuid4().hex, time.time()
         for n in range(count):
-            raw.hop.apply_async((run, str(n), hops - 1, started), queue="raw_hop")
+            self.tasks.hop.apply_async((run, str(n), hops - 1, started), queue=self.tasks.queue("hop"))
         return Run(self._finish(run, count, started), count * hops, {})
 
     def quicksort(self, size: int, group: WorkerGroup) -> Run:
         numbers = quicksort.random_numbers(size, seed=size)
         run, started = uuid.uuid4().hex, time.time()
-        raw.start_sort(run, numbers, started)
+        self.tasks.start_sort(run, numbers, started)
         seconds = self._finish(run, 1, started)
         with connection.cursor() as cursor:
             cursor.execute("SELECT item FROM bench_raw_done WHERE run = %s", [run])
             verdict = cursor.fetchone()[0]
         if verdict != f"sorted {size}":
-            raise ValueError(f"raw quicksort of {size} numbers ended {verdict!r}")
+            raise ValueError(f"{self.name} quicksort of {size} numbers ended {verdict!r}")
         return Run(seconds, 0, {})
 
     def scatter(self, width: int, group: WorkerGroup) -> Run:
         run, started = uuid.uuid4().hex, time.time()
-        raw.scatter.apply_async((run, width, started), queue="raw_work")
+        self.tasks.scatter.apply_async((run, width, started), queue=self.tasks.queue("work"))
         return Run(self._finish(run, 1, started), 1 + 2 * width, {})
 
     def latency(self, probes: int) -> list[float]:
         run = uuid.uuid4().hex
         for n in range(1, probes + 1):
-            raw.probe.apply_async((run, str(n), time.time()), queue="raw_probe")
+            self.tasks.probe.apply_async((run, str(n), time.time()), queue=self.tasks.queue("probe"))
             self._wait_count(run, n, poll=0.005)
         with connection.cursor() as cursor:
             cursor.execute("SELECT finished - started FROM bench_raw_done WHERE run = %s", [run])
@@ -203,7 +210,7 @@ class RawCelery:
                 cursor.execute("SELECT count(*) FROM bench_raw_done WHERE run = %s", [run])
                 return int(cursor.fetchone()[0]) >= count
 
-        wait_for(done, self.sizes.timeout, f"{count} raw run(s)", poll=poll)
+        wait_for(done, self.sizes.timeout, f"{count} {self.name} run(s)", poll=poll)
 
 
 def _lock_waits(group: WorkerGroup) -> tuple[int, float]:
@@ -249,53 +256,71 @@ def rates(runs: list[Run], messages: int | None = None) -> dict[str, Any]:
 Shape = Callable[[Any, WorkerGroup], Run]
 
 
+def implementations(sizes: Sizes) -> dict[str, Engine | RawCelery]:
+    """The engine and its two baselines, in the order each repeat runs them; the keys name
+    their figures in the results."""
+    return {"engine": Engine(sizes),
+            "stock": RawCelery(sizes, "stock", raw_stock),
+            "raw": RawCelery(sizes, "raw", raw)}
+
+
 def _interleaved(shapes: dict[str, Shape], sizes: Sizes, repeat: int, *, latency: bool = False,
                  concurrency: int = 2, pool: str = "prefork") -> dict[str, dict[str, Any]]:
-    """Run each shape `repeat` times on the engine and on raw Celery, alternately, so both
-    meet the same moments of a noisy machine; both sets of workers run throughout (an idle
-    one costs next to nothing)."""
-    impls: dict[str, Engine | RawCelery] = {"engine": Engine(sizes), "raw": RawCelery(sizes)}
-    out: dict[str, dict[str, Any]] = {"engine": {}, "raw": {}}
-    with workers(impls["engine"], concurrency=concurrency, pool=pool) as engine_group, \
-            workers(impls["raw"], concurrency=concurrency, pool=pool) as raw_group:
-        groups = {"engine": engine_group, "raw": raw_group}
-        for name, shape in shapes.items():
-            runs: dict[str, list[Run]] = {"engine": [], "raw": []}
+    """Run each shape `repeat` times on the engine and on both baselines, one after the
+    other, so all meet the same moments of a noisy machine; all sets of workers run
+    throughout (an idle one costs next to nothing)."""
+    impls = implementations(sizes)
+    out: dict[str, dict[str, Any]] = {name: {} for name in impls}
+    with ExitStack() as stack:
+        groups = {name: stack.enter_context(workers(impl, concurrency=concurrency, pool=pool))
+                  for name, impl in impls.items()}
+        for shape_name, shape in shapes.items():
+            runs: dict[str, list[Run]] = {name: [] for name in impls}
             for _ in range(repeat):
-                for impl in ("engine", "raw"):
-                    runs[impl].append(shape(impls[impl], groups[impl]))
-            # Both pass the same messages (same shape; for quicksort the same numbers and
+                for name, impl in impls.items():
+                    runs[name].append(shape(impl, groups[name]))
+            # All pass the same messages (same shape; for quicksort the same numbers and
             # splits), which the engine counts from its log.
-            out["engine"][name] = rates(runs["engine"])
-            out["raw"][name] = rates(runs["raw"], runs["engine"][0].messages)
-        for impl in ("engine", "raw") if latency else ():
-            samples = impls[impl].latency(sizes.probes)
-            out[impl]["latency_ms"] = {
+            messages = runs["engine"][0].messages
+            for name in impls:
+                out[name][shape_name] = rates(runs[name], None if name == "engine" else messages)
+        for name, impl in impls.items() if latency else ():
+            samples = impl.latency(sizes.probes)
+            out[name]["latency_ms"] = {
                 "p50": 1000 * statistics.median(samples),
                 "p99": 1000 * sorted(samples)[int(0.99 * (len(samples) - 1))],
                 "samples": len(samples)}
     return out
 
 
+def hop_chains(sizes: Sizes) -> dict[str, Shape]:
+    """The per-hop cost: the handler does nothing, so the bookkeeping is all the difference."""
+    return {"chain_long": lambda impl, group: impl.chains(1, sizes.long_chain),
+            "chains": lambda impl, group: impl.chains(sizes.chains, sizes.chain_hops)}
+
+
+def measure_chains(sizes: Sizes, repeat: int) -> dict[str, dict[str, Any]]:
+    return _interleaved(hop_chains(sizes), sizes, repeat)
+
+
 def measure_shapes(sizes: Sizes, repeat: int) -> dict[str, dict[str, Any]]:
     s = sizes
     return _interleaved({
-        "chain_long": lambda impl, group: impl.chains(1, s.long_chain),
-        "chains": lambda impl, group: impl.chains(s.chains, s.chain_hops),
+        **hop_chains(sizes),
         "quicksort": lambda impl, group: impl.quicksort(s.sort_size, group),
         "scatter_gather": lambda impl, group: impl.scatter(s.width, group),
     }, sizes, repeat, latency=True)
 
 
 def measure_scaling(sizes: Sizes, repeat: int) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {"engine": {}, "raw": {}}
+    out: dict[str, dict[str, Any]] = {}
     chains: dict[str, Shape] = {
         "chains": lambda impl, group: impl.chains(sizes.scaling_chains, sizes.scaling_hops)}
     for pool in ("prefork", "threads"):
         for concurrency in (1, 2, 4):
             measured = _interleaved(chains, sizes, repeat, concurrency=concurrency, pool=pool)
-            for impl in out:
-                out[impl][f"{pool}_{concurrency}"] = measured[impl]["chains"]
+            for name, figures in measured.items():
+                out.setdefault(name, {})[f"{pool}_{concurrency}"] = figures["chains"]
     return out
 
 
@@ -340,7 +365,28 @@ def describe() -> dict[str, Any]:
             "cores": os.cpu_count(), "memory_mb": memory, "python": platform.python_version()}
 
 
-PHASES = ("shapes", "scaling", "memory", "growth")
+def purge_leftovers() -> dict[str, int]:
+    """Empty the benchmark's queues; the messages that waited there, by queue. RabbitMQ keeps
+    what an interrupted run left (bench.suite gives the embedded broker a fresh folder), and
+    those messages would be worked on, or refused, during this run's measurements."""
+    queues = [*registry.registered_queues(), *raw.tasks.queues, *raw_stock.tasks.queues]
+    with raw_stock.app.connection_for_write() as conn:
+        purged = {name: _purge(conn, name) for name in queues}
+    return {name: count for name, count in purged.items() if count}
+
+
+def _purge(conn: Any, queue: str) -> int:
+    channel = conn.channel()
+    try:
+        return int(channel.queue_purge(queue) or 0)
+    except conn.channel_errors:  # RabbitMQ: no such queue (yet), so nothing waits in it
+        return 0
+    finally:
+        channel.close()
+
+
+# `chains` is the hop chains of `shapes` alone (a few minutes for the per-hop cost).
+PHASES = ("shapes", "chains", "scaling", "memory", "growth")
 
 
 def main() -> None:
@@ -358,11 +404,16 @@ def main() -> None:
     random.seed(1)
     workflow.SetLoggingLevel(logging.WARNING)  # the harness's own sends; workers log apart
     call_command("migrate", verbosity=0)
-    raw.create_tables()
+    raw_tasks.create_tables()
     result: dict[str, Any] = {"machine": describe(), "sizes": asdict(sizes),
-                              "repeat": args.repeat}
+                              "repeat": args.repeat, "purged_at_start": purge_leftovers()}
+    if result["purged_at_start"]:
+        print(f"bench: purged messages an earlier run left in the benchmark's queues: "
+              f"{result['purged_at_start']}", file=sys.stderr)
     if "shapes" in phases:
         result.update(measure_shapes(sizes, args.repeat))
+    elif "chains" in phases:
+        result.update(measure_chains(sizes, args.repeat))
     if "scaling" in phases:
         result["scaling"] = measure_scaling(sizes, args.repeat)
     if "memory" in phases:

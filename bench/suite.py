@@ -1,12 +1,15 @@
-"""`make bench`: the engine against raw Celery, on the embedded default and on RabbitMQ +
-PostgreSQL + Redis locks; prints a table and writes bench/results.json.
+"""`make bench`: the engine against stock Celery and against Celery with the engine's
+settings, on the embedded default, on RabbitMQ + SQLite and on RabbitMQ + PostgreSQL + Redis
+locks; prints a table and writes bench/results.json.
 
-    python -m bench.suite                      # both configurations, full sizes (~1 h)
+    python -m bench.suite                      # all configurations, full sizes (1.5 h+)
     python -m bench.suite --quick --repeat 1   # a smoke run with tiny sizes
     python -m bench.suite --configs embedded --phases shapes
+    python -m bench.suite --phases chains --repeat 3   # the per-hop cost, a few minutes
 
-Each configuration runs in a fresh process (bench.measure) on a fresh database: the embedded
-one under var/bench/, the PostgreSQL one in database `wf_bench` next to WF_TEST_POSTGRES_URL's.
+Each configuration runs in a fresh process (bench.measure) on a fresh database: SQLite under
+var/bench/<config>/, or database `wf_bench` next to WF_TEST_POSTGRES_URL's; bench.measure
+empties the benchmark's RabbitMQ queues before it starts.
 """
 from __future__ import annotations
 
@@ -26,7 +29,16 @@ from bench.report import table
 from tests import stack
 
 ROOT = Path(__file__).resolve().parent.parent
-CONFIGS = ("embedded", "services")
+# The services each configuration uses (tests/stack.py finds them) and the variable that
+# points the benchmark at each; without them, the embedded default (SQLite, wffs://,
+# locks in the database).
+CONFIGS = {
+    "embedded": (),
+    "rabbitmq-sqlite": ("WF_TEST_RABBITMQ_URL",),
+    "services": ("WF_TEST_RABBITMQ_URL", "WF_TEST_POSTGRES_URL", "WF_TEST_REDIS_URL"),
+}
+SETTING = {"WF_TEST_RABBITMQ_URL": "CELERY_BROKER_URL", "WF_TEST_POSTGRES_URL": "DATABASE_URL",
+           "WF_TEST_REDIS_URL": "WORKFLOW_REDIS_URL"}
 BENCH_DATABASE = "wf_bench"
 
 
@@ -40,15 +52,17 @@ def production_env(var_dir: Path) -> dict[str, str]:
             "DJANGO_SECRET_KEY": secrets.token_urlsafe(32)}
 
 
-def services_env(var_dir: Path) -> dict[str, str] | None:
+def config_env(config: str, var_dir: Path) -> dict[str, str] | None:
+    """The environment of `config` on a fresh database; None if a service it needs is not
+    reachable."""
     found = stack.available()
-    names = ("WF_TEST_RABBITMQ_URL", "WF_TEST_POSTGRES_URL", "WF_TEST_REDIS_URL")
-    if not all(name in found for name in names):
+    if not all(name in found for name in CONFIGS[config]):
         return None
-    database = fresh_database(found["WF_TEST_POSTGRES_URL"])
-    return {**production_env(var_dir), "DATABASE_URL": database,
-            "CELERY_BROKER_URL": found["WF_TEST_RABBITMQ_URL"],
-            "WORKFLOW_REDIS_URL": found["WF_TEST_REDIS_URL"]}
+    env = production_env(var_dir)
+    for name in CONFIGS[config]:
+        url = found[name]
+        env[SETTING[name]] = fresh_database(url) if name == "WF_TEST_POSTGRES_URL" else url
+    return env
 
 
 def fresh_database(url: str) -> str:
@@ -64,10 +78,10 @@ def fresh_database(url: str) -> str:
 def measure(config: str, args: argparse.Namespace) -> dict[str, Any] | None:
     var_dir = Path(args.var_dir) / config
     shutil.rmtree(var_dir, ignore_errors=True)
-    env = production_env(var_dir) if config == "embedded" else services_env(var_dir)
+    env = config_env(config, var_dir)
     if env is None:
-        print(f"bench: SKIPPED {config}: RabbitMQ, PostgreSQL and Redis are not all reachable on "
-              "127.0.0.1 (start them with `make services`, or set WF_TEST_*_URL)", file=sys.stderr)
+        print(f"bench: SKIPPED {config}: it needs {', '.join(CONFIGS[config])} reachable "
+              "(start the services with `make services`, or set the URLs)", file=sys.stderr)
         return None
     output = var_dir / "result.json"
     command = [sys.executable, "-m", "bench.measure", "--output", str(output),
@@ -86,8 +100,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each shape")
-    parser.add_argument("--configs", default=",".join(CONFIGS))
-    parser.add_argument("--phases", default="shapes,scaling,memory,growth")
+    parser.add_argument("--configs", default=",".join(CONFIGS),
+                        help=f"comma-separated, from {', '.join(CONFIGS)}")
+    parser.add_argument("--phases", default="shapes,scaling,memory,growth",
+                        help="comma-separated, from shapes, chains (the hop chains of shapes "
+                             "alone), scaling, memory, growth")
     parser.add_argument("--output", default=str(ROOT / "bench" / "results.json"))
     parser.add_argument("--var-dir", default=str(ROOT / "var" / "bench"),
                         help="databases, broker folders and worker logs of the runs")

@@ -11,7 +11,8 @@ class IncidentsConfig(AppConfig):
 
     def ready(self) -> None:
         from incidents import checks  # noqa: F401  (registers the system checks)
-        from incidents.engine import registry
+        from incidents.engine import cleanup, registry, tasks
 
-        registry.register_internal_handlers()
+        registry.register_spec(cleanup.cleanup_spec, registry.CLEANUP_QUEUE)
+        tasks.bind_queue(registry.CLEANUP_QUEUE)
         registry.load_workflow_modules()

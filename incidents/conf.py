@@ -57,8 +57,12 @@ DEFAULTS: dict[str, Any] = {
     # Flower's address as operators reach it (http://127.0.0.1:5555): the admin links each
     # message to its task there (task id = MessageID). Empty: no links.
     "FLOWER_URL": "",
-    # Keep each handler task's Celery result (django-celery-results), linked from the log.
-    "STORE_TASK_RESULTS": True,
+    # Seconds a handler runs before its message is marked PROCESSING (engine/running.py):
+    # shorter runs claim and finish their message in the one commit that ends them.
+    "CLAIM_AFTER_SECONDS": 0.5,
+    # Also keep each handler task's Celery result (django-celery-results) for tools that read
+    # them (Flower, AsyncResult); off: the message log holds the same (status, traceback).
+    "STORE_TASK_RESULTS": False,
 }
 
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")

@@ -9,6 +9,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
 
 from incidents import conf
+from incidents.engine import celery_app
 
 TIMEOUT_SECONDS = 3
 
@@ -19,8 +20,7 @@ def _database() -> None:
 
 
 def _broker() -> None:
-    from wfproject.celery import app
-
+    app = celery_app.get()
     with app.connection_for_write() as broker:
         broker.ensure_connection(max_retries=1, timeout=TIMEOUT_SECONDS)
 

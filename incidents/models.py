@@ -34,7 +34,8 @@ class MessageStatus(models.TextChoices):
     NOT_PROCESSED = "NOT PROCESSED"
 
 
-IN_FLIGHT_STATUSES = (MessageStatus.QUEUED, MessageStatus.SENT, MessageStatus.PROCESSING)
+WAITING_STATUSES = (MessageStatus.QUEUED, MessageStatus.SENT)  # committed, not yet claimed
+IN_FLIGHT_STATUSES = (*WAITING_STATUSES, MessageStatus.PROCESSING)
 FINAL_STATUSES = (MessageStatus.COMPLETE, MessageStatus.ERROR, MessageStatus.NOT_PROCESSED)
 
 
@@ -90,8 +91,10 @@ class Incident(models.Model):
 class MessageLog(models.Model):
     id = models.UUIDField(primary_key=True, editable=False,
                           help_text="The MessageID; also the Celery task id of its delivery.")
+    # No index of its own: the composite indexes below start with it (one index fewer to
+    # write per row).
     incident = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="messages",
-                                 help_text="The incident this message belongs to.")
+                                 db_index=False, help_text="The incident this message belongs to.")
     originator = models.CharField(max_length=200, blank=True, default="",
                                   help_text="Handler that sent it; empty when sent from outside any handler.")
     destination = models.CharField(max_length=200, help_text="The queue it was sent to.")
@@ -121,8 +124,9 @@ class MessageLog(models.Model):
         ordering = ["-submitted"]
         indexes = [
             models.Index(fields=["incident", "status"], name="message_incident_status"),
-            models.Index(fields=["submitted"], name="message_unpublished",
-                         condition=Q(status="QUEUED")),
+            # The relay's: committed and not yet handled (QUEUED, SENT).
+            models.Index(fields=["submitted"], name="message_waiting",
+                         condition=Q(status__in=["QUEUED", "SENT"])),
         ]
 
     def __str__(self) -> str:
@@ -132,8 +136,10 @@ class MessageLog(models.Model):
 class HandlerState(models.Model):
     """One Persist.Put(); read back in insertion order."""
 
+    # No index of its own: the composite indexes below start with it (one index fewer to
+    # write per row).
     incident = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="states",
-                                 help_text="The incident the state belongs to.")
+                                 db_index=False, help_text="The incident the state belongs to.")
     handler = models.CharField(max_length=200, help_text="Name of the handler that stored it.")
     key = models.CharField(max_length=200, blank=True, default="",
                            help_text="Optional key given to Persist.Put(); Get(key=...) reads only it.")
@@ -154,8 +160,10 @@ class HandlerState(models.Model):
 class Lock(models.Model):
     """A leased lock; an expired lease may be taken over."""
 
+    # No index of its own: the composite indexes below start with it (one index fewer to
+    # write per row).
     incident = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="locks",
-                                 help_text="The incident the lock is scoped to.")
+                                 db_index=False, help_text="The incident the lock is scoped to.")
     label = models.CharField(max_length=200, help_text="What the lock protects.")
     owner = models.CharField(max_length=200, help_text="Token of the holder (message run or process).")
     acquired_at = models.DateTimeField(help_text="When the holder took it.")

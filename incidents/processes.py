@@ -14,6 +14,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import connection
 
+from incidents.engine import celery_app
 from incidents.exceptions import WorkflowError
 
 
@@ -131,8 +132,7 @@ class WorkerGroup:
 
 def worker_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment for a worker that shares this process's database, broker and var/."""
-    from wfproject.celery import app
-
+    app = celery_app.get()
     env = {**os.environ, "DATABASE_URL": database_url(), "WF_VAR_DIR": str(settings.VAR_DIR),
            "CELERY_BROKER_URL": app.conf.broker_url,
            "WORKFLOW_MODULES": ",".join(settings.WORKFLOW_MODULES)}

@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 from queue import Empty
-from typing import Any
 
-from incidents.engine import dispatch, outbox, registry
+from incidents.engine import celery_app, dispatch, publisher, registry
 from incidents.exceptions import Deferred, WorkflowError
 
 
@@ -12,15 +11,9 @@ class HandlerFailed(WorkflowError):
     """A handler raised while run_until_idle() was running it."""
 
 
-def _app() -> Any:
-    from wfproject.celery import app
-
-    return app
-
-
 def purge_queues(queues: list[str] | None = None) -> int:
     """Drop every message waiting in the given (default: all registered) queues."""
-    app = _app()
+    app = celery_app.get()
     purged = 0
     with app.connection_for_write() as conn:
         for name in queues or registry.registered_queues():
@@ -38,7 +31,7 @@ def run_until_idle(*, max_messages: int = 100_000, raise_on_error: bool = True) 
     unless raise_on_error is False. A deferred message (busy lock, waiting cleanup) goes to
     the back of its queue.
     """
-    app = _app()
+    app = celery_app.get()
     handled = idle_passes = 0
     with app.connection_for_write() as conn:
         queues = {name: conn.SimpleQueue(app.amqp.queues[name])
@@ -58,7 +51,7 @@ def run_until_idle(*, max_messages: int = 100_000, raise_on_error: bool = True) 
                     try:
                         outcome = dispatch.deliver(name, args[0], retries=retries)
                     except Deferred:
-                        app.send_task(outbox.task_name(name), args=args, queue=name,
+                        app.send_task(registry.task_name(name), args=args, queue=name,
                                       task_id=message.headers.get("id"), retries=retries + 1)
                         continue
                     progressed = True
@@ -66,6 +59,7 @@ def run_until_idle(*, max_messages: int = 100_000, raise_on_error: bool = True) 
                         raise HandlerFailed(f"handler on queue {name!r} failed: "
                                             f"{outcome.error!r}", queue=name) from outcome.error
                 idle_passes = 0 if progressed else idle_passes + 1
+                publisher.for_this_thread().settle()  # what was sent is in its queue
                 if idle_passes and all(q.qsize() == 0 for q in queues.values()):
                     return handled
                 if idle_passes > 10_000:
@@ -79,7 +73,7 @@ def run_until_idle(*, max_messages: int = 100_000, raise_on_error: bool = True) 
 
 def queued_count(queue: str) -> int:
     """How many messages wait in `queue` on the broker."""
-    app = _app()
+    app = celery_app.get()
     with app.connection_for_write() as conn:
         declared = app.amqp.queues[queue].bind(conn.default_channel).queue_declare()
         return int(declared.message_count)

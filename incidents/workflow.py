@@ -18,17 +18,25 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from incidents import standalone  # noqa: F401  (first: sets Django up in a plain script)
 from incidents.engine import (
     context,
+    dispatch,
     lifecycle,
     locks,
     persist,
     registry,
     scratch,
     sending,
+    tasks,
     worker,
 )
-from incidents.engine.validation import check_incident_id, check_seconds, check_text
+from incidents.engine.validation import (
+    check_incident_id,
+    check_queue_name,
+    check_seconds,
+    check_text,
+)
 from incidents.exceptions import (  # noqa: F401  (re-exported for handler authors)
     LockTimeout,
     MessageError,
@@ -57,7 +65,7 @@ def handler(func: Handler) -> Handler:
     Calling the result directly runs it in a handler context: its sends, Persist.Put()s and
     Complete/Cancel commit when it returns, and are discarded if it raises.
     """
-    return registry.mark_handler(func)
+    return dispatch.mark_handler(func)
 
 
 def atomic(func: Handler) -> Handler:
@@ -67,7 +75,7 @@ def atomic(func: Handler) -> Handler:
     short, growing delay. Put it above @workflow.handler (either order works).
     """
     if registry.spec_of(func) is not None:
-        return registry.mark_handler(func, atomic=True)
+        return dispatch.mark_handler(func, atomic=True)
     func.__workflow_atomic__ = True  # type: ignore[attr-defined]
     return func
 
@@ -78,7 +86,9 @@ def RegisterHandler(handler: Handler, queue: str, time_limit: float | None = Non
     `time_limit` (seconds) overrides WORKFLOW_HANDLER_TIME_LIMIT_SECONDS for this queue: a
     run that takes longer is stopped and logged ERROR (prefork workers only).
     """
-    registry.register(handler, queue, time_limit=time_limit)
+    check_queue_name(queue)
+    if registry.register(handler, queue, time_limit=time_limit):
+        tasks.bind_queue(queue, time_limit)
 
 
 def RegisterKind(kind: str, queue: str, description: str = "") -> None:
@@ -88,6 +98,7 @@ def RegisterKind(kind: str, queue: str, description: str = "") -> None:
 
         workflow.RegisterKind("QUICKSORT", queue="quicksort_start")
     """
+    check_queue_name(queue)
     registry.register_kind(kind, queue, description)
 
 

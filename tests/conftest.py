@@ -10,7 +10,7 @@ from django.db import connections
 
 from incidents import workflow
 from incidents.engine import context, registry
-from incidents.models import Incident
+from incidents.models import Incident, MessageLog, MessageStatus
 from incidents.processes import WorkerGroup, worker_env
 from incidents.testing import purge_queues
 
@@ -78,11 +78,15 @@ def run_seed_example(name: str) -> Incident:
 
 
 def start_blocked_incident(folder, name: str) -> str:
-    """An incident whose probe_block handler has started and waits for folder/release."""
+    """An incident whose probe_block handler has started, waits for folder/release, and
+    shows in the log as PROCESSING (a run is marked so once it lasts CLAIM_AFTER_SECONDS)."""
     incident_id = workflow.CreateIncident(name=name, kind="TEST")
     workflow.send(message={"IncidentID": incident_id, "folder": str(folder)}, queue="probe_block")
     workflow.FlushMessages()
     wait_until(lambda: (folder / "started-1").exists(), what="the handler to start")
+    wait_until(lambda: MessageLog.objects.filter(
+        incident_id=incident_id, destination="probe_block", status=MessageStatus.PROCESSING,
+        attempts=1).exists(), what="the long run to show as PROCESSING")
     return incident_id
 
 

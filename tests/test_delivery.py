@@ -3,16 +3,19 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from incidents import workflow
-from incidents.engine import dispatch, locks, operations
-from incidents.engine.dispatch import Result
+from incidents.engine import dispatch, locks, operations, publisher, registry, runs
+from incidents.engine.context import HandlerRun
+from incidents.engine.runs import Result
 from incidents.exceptions import Deferred
 from incidents.models import Incident, IncidentStatus, Lock, MessageLog, MessageStatus
 from incidents.testing import run_until_idle
@@ -75,11 +78,85 @@ def test_a_run_overtaken_by_another_delivery_commits_nothing(incident_id):
     from incidents.engine import registry
 
     spec = registry.spec_of(overtaken)
-    outcome = dispatch._run_and_commit(
-        spec, dispatch.HandlerRun(originator="overtaken", message_id=message["MessageID"],
+    outcome = runs.run_and_commit(
+        spec, HandlerRun(originator="overtaken", message_id=message["MessageID"],
                                   incident_id=incident_id, attempt=1), message)
     assert outcome.result is Result.DUPLICATE
     assert workflow.Persist.Get(incident_id, ignoreOriginator=True) == []
+
+
+def unclaimed_run(handler, message) -> HandlerRun:
+    return HandlerRun(originator=handler.__name__, message_id=message["MessageID"],
+                      incident_id=message["IncidentID"], queue="probe_count", attempt=1,
+                      claimed=False)
+
+
+def test_a_first_delivery_to_a_plain_handler_writes_once_after_its_handler(incident_id):
+    workflow.setIncidentActive(incident_id)
+    message = sent(incident_id, "probe_chain", left=2)
+    publisher.for_this_thread().take_published()  # no SENT marks due in this commit
+    with CaptureQueriesContext(connection) as queries:
+        assert dispatch.deliver("probe_chain", message).result is Result.COMPLETE
+    statements = [q["sql"].split()[0] for q in queries.captured_queries]
+    # A read before the handler; after it, one transaction: the finish that also claims,
+    # and the next hop's log row (on PostgreSQL both in one statement, its own transaction).
+    one_write = ["WITH"] if connection.vendor == "postgresql" else ["BEGIN", "UPDATE", "INSERT"]
+    assert [s for s in statements if s != "COMMIT"] == ["SELECT", *one_write]
+    row = MessageLog.objects.get(pk=message["MessageID"])
+    assert (row.status, row.attempts) == (MessageStatus.COMPLETE, 1)
+    assert row.received <= row.completed and ":" in row.consumer
+
+
+def test_a_run_that_lasts_is_marked_processing_while_it_runs(incident_id, settings):
+    settings.WORKFLOW_CLAIM_AFTER_SECONDS = 0.05
+    message = sent(incident_id, "probe_count")
+    seen = []
+
+    @workflow.handler
+    def lasts(msg):
+        deadline = time.monotonic() + 30
+        while not seen and time.monotonic() < deadline:
+            row = MessageLog.objects.get(pk=msg["MessageID"])
+            if row.status == MessageStatus.PROCESSING:
+                seen.append((row.attempts, row.consumer))
+            time.sleep(0.01)
+
+    run = unclaimed_run(lasts, message)
+    assert runs.run_and_commit(registry.spec_of(lasts), run, message).result is Result.COMPLETE
+    assert seen and seen[0][0] == 1 and ":" in seen[0][1]
+    row = MessageLog.objects.get(pk=message["MessageID"])
+    assert (row.status, row.attempts) == (MessageStatus.COMPLETE, 1)
+
+
+def test_a_kill_during_an_unclaimed_run_drops_its_effects(incident_id):
+    message = sent(incident_id, "probe_count")
+
+    @workflow.handler
+    def killed(msg):
+        workflow.send(message={"IncidentID": incident_id, "left": 1}, queue="probe_chain")
+        operations.kill_incident(incident_id, reason="race", by="operator")
+
+    run = unclaimed_run(killed, message)
+    assert runs.run_and_commit(registry.spec_of(killed), run, message).result is Result.DUPLICATE
+    assert not MessageLog.objects.filter(destination="probe_chain").exists()
+    assert MessageLog.objects.get(pk=message["MessageID"]).status == MessageStatus.NOT_PROCESSED
+
+
+def test_of_two_unclaimed_copies_of_a_message_the_first_to_commit_wins(incident_id):
+    message = sent(incident_id, "probe_count")
+
+    @workflow.handler
+    def slower_copy(msg):
+        # Another copy (the relay's) is handled while this one runs, and commits first.
+        assert dispatch.deliver("probe_count", dict(msg)).result is Result.COMPLETE
+        workflow.Persist.Put(incident_id, {"counted": "again"})
+
+    run = unclaimed_run(slower_copy, message)
+    outcome = runs.run_and_commit(registry.spec_of(slower_copy), run, message)
+    assert outcome.result is Result.DUPLICATE
+    assert workflow.Persist.Get(incident_id, ignoreOriginator=True) == [{"counted": True}]
+    row = MessageLog.objects.get(pk=message["MessageID"])
+    assert (row.status, row.attempts) == (MessageStatus.COMPLETE, 1)
 
 
 def test_messages_for_an_ended_incident_are_logged_not_processed(incident_id):
@@ -262,14 +339,14 @@ def test_an_atomic_run_that_lost_its_lock_commits_nothing_and_is_retried(inciden
 
     spec = registry.spec_of(loses_lock)
     spec.atomic = True
-    run = dispatch.HandlerRun(originator="loses_lock", message_id=message["MessageID"],
+    run = HandlerRun(originator="loses_lock", message_id=message["MessageID"],
                               incident_id=incident_id, attempt=1)
     MessageLog.objects.filter(pk=message["MessageID"]).update(
         status=MessageStatus.PROCESSING, attempts=1)
     assert locks.take("_atomic:loses_lock", incident_id, run.lock_owner)
     run.locks.add(("_atomic:loses_lock", incident_id))
     with pytest.raises(Deferred, match="lost its lock"):
-        dispatch._run_and_commit(spec, run, message)
+        runs.run_and_commit(spec, run, message)
     assert workflow.Persist.Get(incident_id, ignoreOriginator=True) == []
     assert MessageLog.objects.get(pk=message["MessageID"]).status == MessageStatus.SENT
     locks.renewer.drop("_atomic:loses_lock", incident_id, run.lock_owner)

@@ -10,7 +10,7 @@ from kombu.exceptions import OperationalError
 from incidents import workflow
 from incidents.engine import outbox
 from incidents.models import MessageLog, MessageStatus
-from incidents.testing import queued_count, run_until_idle
+from incidents.testing import purge_queues, queued_count, run_until_idle
 
 pytestmark = pytest.mark.usefixtures("broker")
 
@@ -46,3 +46,24 @@ def test_the_relay_publishes_stale_queued_messages_once(incident_id, monkeypatch
     assert queued_count("A_queue") == 1
     run_until_idle()
     assert MessageLog.objects.get(pk=message_id).status == MessageStatus.COMPLETE
+
+
+def test_the_relay_republishes_a_sent_message_the_broker_lost_once_its_queue_is_empty(
+        incident_id):
+    lost = workflow.send(message={"IncidentID": incident_id, "n": 1}, queue="A_queue")
+    waiting = workflow.send(message={"IncidentID": incident_id, "n": 2}, queue="A_queue")
+    workflow.FlushMessages()
+    assert set(MessageLog.objects.values_list("status", flat=True)) == {MessageStatus.SENT}
+    purge_queues(["A_queue"])  # the broker lost both (it crashed before writing them)
+    outbox.publish([MessageLog.objects.get(pk=waiting)])  # one is back in the queue
+    MessageLog.objects.update(submitted=timezone.now() - dt.timedelta(minutes=1))
+    # Something waits in the queue: the lost message may be among it, so nothing is sent.
+    assert outbox.relay_once() == 0
+    purge_queues(["A_queue"])
+    assert outbox.relay_once() == 2  # nothing waits, nothing handled: both were lost
+    assert outbox.relay_once() == 0
+    assert queued_count("A_queue") == 2
+    run_until_idle()  # the first completes the incident (A -> B); the second finds it ended
+    assert sorted(MessageLog.objects.filter(pk__in=[lost, waiting])
+                  .values_list("status", flat=True)) == [MessageStatus.COMPLETE,
+                                                         MessageStatus.NOT_PROCESSED]

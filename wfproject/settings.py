@@ -72,6 +72,9 @@ if not DEBUG:
 
 ROOT_URLCONF = "wfproject.urls"
 WSGI_APPLICATION = "wfproject.wsgi.application"
+# The Celery app (incidents/engine/celery_app.py finds it here; the engine does not import
+# its project).
+CELERY_APP = "wfproject.celery:app"
 
 TEMPLATES = [
     {

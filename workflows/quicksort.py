@@ -70,7 +70,9 @@ def merge_handler(message):
 
 @workflow.handler
 def done_handler(message):
-    workflow.Complete(message["IncidentID"])
+    # The result outlives the incident (CleanPersist=False) for whoever asked for the sort.
+    workflow.Persist.Put(message["IncidentID"], message["sorted"], key="result")
+    workflow.Complete(message["IncidentID"], CleanPersist=False)
 
 
 def _send_merge(message, node, values, src_tag=None):
@@ -90,11 +92,8 @@ def start(incident_id, numbers):
 
 def sorted_result(incident_id):
     """The sorted list the done handler received, or None if it has not run."""
-    from incidents.models import MessageLog
-
-    row = (MessageLog.objects.filter(incident_id=incident_id, destination="quicksort_done")
-           .values_list("body", flat=True).first())
-    return None if row is None else row["sorted"]
+    found = workflow.Persist.Get(incident_id, ignoreOriginator=True, key="result")
+    return found[0] if found else None
 
 
 def RegisterHandlers():

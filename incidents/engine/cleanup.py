@@ -4,11 +4,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.utils import timezone
-
-from incidents.engine import context, locks, scratch
-from incidents.engine.registry import mark_handler, spec_of
-from incidents.models import IN_FLIGHT_STATUSES, HandlerState, Incident, MessageLog
+from incidents.engine import context, ledger, locks, scratch
+from incidents.engine.registry import HandlerSpec
+from incidents.models import IN_FLIGHT_STATUSES, HandlerState, MessageLog
 
 logger = logging.getLogger(__name__)
 
@@ -46,12 +44,9 @@ def _remove_leftovers(message: dict[str, Any]) -> None:
         removed["messages"], _ = (MessageLog.objects.filter(incident_id=incident_id)
                                   .exclude(pk=message["MessageID"]).delete())
     removed["scratch_dirs"] = int(scratch.remove(incident_id))
-    Incident.objects.filter(pk=incident_id).update(cleaned_at=timezone.now())
+    ledger.mark_cleaned(incident_id)
     logger.info("incident %s cleaned up: %s", incident_id, removed)
 
 
-cleanup_handler = mark_handler(_cleanup)
-_spec = spec_of(cleanup_handler)
-assert _spec is not None
-_spec.name = "_Cleanup"
-_spec.internal = True
+#: The handler of the engine's own queue, registry.CLEANUP_QUEUE.
+cleanup_spec = HandlerSpec(func=_cleanup, name="_Cleanup", internal=True)

@@ -9,7 +9,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
+
+from django.utils import timezone
 
 from incidents.models import IncidentStatus
 
@@ -67,6 +70,11 @@ class HandlerRun(Staging):
     incident_id: str | None = None
     queue: str | None = None  # the queue the message came from (None: a direct call)
     attempt: int = 0
+    # False for a first delivery to a plain handler until its commit (or engine/running.py)
+    # claims the message; the commit's fence depends on it.
+    claimed: bool = True
+    received: datetime = field(default_factory=timezone.now)  # when the run started
+    activate: bool = False  # its incident is PENDING: the commit makes it ACTIVE
     sends: int = 0
     locks: set[tuple[str, str]] = field(default_factory=set)  # (label, incident_id)
     # Engine-internal effects applied inside the commit that finishes the message (cleanup).

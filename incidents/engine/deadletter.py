@@ -10,6 +10,8 @@ from typing import Any
 
 from kombu import Exchange, Queue
 
+from incidents.engine import celery_app
+
 DEAD_LETTER_QUEUE = "_dead_letter"
 # RabbitMQ re-publishes a rejected message through the default exchange to this queue; the
 # embedded broker does the same itself (fsbroker.Channel.basic_reject).
@@ -34,8 +36,7 @@ def declare(connection: Any) -> None:
 
 def count() -> int:
     """How many dead letters wait in the queue."""
-    from wfproject.celery import app
-
+    app = celery_app.get()
     with app.connection_for_write() as connection:
         queue = dead_letter_queue().bind(connection.default_channel)
         declared: Any = queue.queue_declare()  # made if missing; (name, messages, consumers)
@@ -66,8 +67,7 @@ def _describe(message: Any) -> DeadLetter:
 
 def inspect(limit: int = 100, *, purge: bool = False) -> list[DeadLetter]:
     """Up to `limit` dead letters, oldest first. They stay queued unless purge=True."""
-    from wfproject.celery import app
-
+    app = celery_app.get()
     found: list[DeadLetter] = []
     with app.connection_for_write() as connection:
         declare(connection)

@@ -10,7 +10,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from incidents.engine import context, incidents_db
+from incidents.engine import context, incidents_db, ledger
 from incidents.engine.context import StagedEnding, StagedMessage
 from incidents.engine.registry import CLEANUP_QUEUE
 from incidents.engine.validation import (
@@ -105,9 +105,7 @@ def open_health_check_incident() -> None:
                   "incident_date": timezone.now(), "status": IncidentStatus.ACTIVE,
                   "activated_at": timezone.now()})
     if not created and incident.status not in LIVE_INCIDENT_STATUSES:
-        Incident.objects.filter(pk=HEALTH_CHECK_INCIDENT_ID, status=incident.status).update(
-            status=IncidentStatus.ACTIVE, activated_at=timezone.now(), completed_at=None,
-            cleaned_at=None, comment="", ended_by="")
+        ledger.reopen(HEALTH_CHECK_INCIDENT_ID, incident.status)
         logger.info("incident %s (%s) reopened for a new probe", HEALTH_CHECK_INCIDENT_ID,
                     HEALTH_CHECK_INCIDENT)
 
@@ -116,8 +114,7 @@ def set_active(incident_id: Any) -> bool:
     """PENDING -> ACTIVE; False if the incident was not PENDING."""
     incident_id = check_incident_id(incident_id, where="setIncidentActive()")
     incidents_db.require(incident_id, where="setIncidentActive()")
-    return bool(Incident.objects.filter(pk=incident_id, status=IncidentStatus.PENDING)
-                .update(status=IncidentStatus.ACTIVE, activated_at=timezone.now()))
+    return ledger.activate(incident_id)
 
 
 def stage_ending(incident_id: Any, status: Any, reason: Any, *, where: str, by: str = "",
@@ -149,10 +146,7 @@ def stage_ending(incident_id: Any, status: Any, reason: Any, *, where: str, by: 
 def apply_ending(ending: StagedEnding, *, originator: str) -> StagedMessage | None:
     """Set the incident's end status; return its cleanup message. An incident that has ended
     keeps its status; with force=True it still gets a cleanup that does not wait."""
-    changed = Incident.objects.filter(pk=ending.incident_id, status__in=LIVE_INCIDENT_STATUSES
-                                      ).update(status=ending.status, completed_at=timezone.now(),
-                                               comment=ending.reason, ended_by=ending.by[:200])
-    if changed:
+    if ledger.end(ending.incident_id, ending.status, ending.reason, ending.by):
         logger.info("incident %s is %s%s%s", ending.incident_id, ending.status,
                     f" by {ending.by}" if ending.by else "",
                     f": {ending.reason}" if ending.reason else "")

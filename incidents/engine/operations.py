@@ -6,19 +6,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
-from django.utils import timezone
 
-from incidents.engine import incidents_db, lifecycle, outbox, registry, sending
+from incidents.engine import celery_app, incidents_db, ledger, lifecycle, outbox, registry, sending
 from incidents.engine.context import StagedEnding
 from incidents.engine.validation import check_text
 from incidents.exceptions import MessageError
 from incidents.models import (
-    IN_FLIGHT_STATUSES,
     LIVE_INCIDENT_STATUSES,
     Incident,
     IncidentStatus,
-    MessageLog,
-    MessageStatus,
 )
 
 logger = logging.getLogger(__name__)
@@ -75,18 +71,11 @@ def kill_incident(incident_id: Any, *, reason: str = "", by: str = "") -> KillRe
     check_text(by, where="kill", name="by", max_length=200)
     ending = StagedEnding(str(incident.pk), IncidentStatus.KILLED, reason, force=True, by=by)
     with transaction.atomic():
-        in_flight = list(MessageLog.objects.select_for_update()
-                         .filter(incident_id=incident.pk, status__in=IN_FLIGHT_STATUSES)
-                         .values_list("pk", flat=True))
-        cleanup = lifecycle.apply_ending(ending, originator="")
-        MessageLog.objects.filter(pk__in=in_flight, status__in=IN_FLIGHT_STATUSES).update(
-            status=MessageStatus.NOT_PROCESSED, completed=timezone.now(),
-            comment=f"incident killed{f' by {by}' if by else ''}")
-        rows = outbox.log_rows([cleanup]) if cleanup else []
-        outbox.insert(rows)
-        outbox.publish_on_commit(rows)
+        in_flight = ledger.stop_in_flight(str(incident.pk),
+                                          f"incident killed{f' by {by}' if by else ''}")
+        outbox.publish_on_commit(outbox.end_incident(ending, originator=""))
         if in_flight:
-            transaction.on_commit(lambda: _revoke([str(pk) for pk in in_flight]))
+            transaction.on_commit(lambda: _revoke(in_flight))
     logger.warning("incident %s killed by %s: %d message(s) stopped", incident.pk, by or "?",
                    len(in_flight))
     return KillReport(str(incident.pk), incident.status in LIVE_INCIDENT_STATUSES,
@@ -95,8 +84,7 @@ def kill_incident(incident_id: Any, *, reason: str = "", by: str = "") -> KillRe
 
 def _revoke(message_ids: list[str]) -> None:
     """Ask every worker to drop these messages and terminate handlers running them."""
-    from wfproject.celery import app
-
+    app = celery_app.get()
     try:
         app.control.revoke(message_ids, terminate=True, signal="SIGTERM")
     except Exception:  # the log already says NOT PROCESSED; revoking only saves work

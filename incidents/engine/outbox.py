@@ -1,20 +1,21 @@
 """The outbox: messages become log rows in the sender's transaction, then get published.
 
-A row is QUEUED when committed and SENT once the broker has it. Rows left QUEUED (broker
-down, process killed between commit and publish) are published by the relay, so a
-committed message is never lost; a message published twice is handled once (dispatch).
+A row is QUEUED when committed and SENT once published. Rows left QUEUED (broker down,
+process killed between commit and publish) are published by the relay, so a committed
+message is never lost; a message published twice is handled once (dispatch). Publishes do
+not wait for the broker's confirm (engine/publisher.py): a SENT row the broker lost (it
+crashed before writing it, or refused it) is published again by the relay once its queue
+has nothing waiting in it, since then the message is not waiting there either.
 
-A handler's messages are not marked SENT one by one, in a transaction each: the thread
-marks what it published, in one statement, in a commit at least MARK_SENT_AFTER_SECONDS
-later, when most of them are being handled already (and no longer QUEUED). Until then they
-look unpublished, which costs at most a second copy from the relay if one waits in the
-broker for RELAY_STALE_SECONDS while its thread commits nothing; it is handled once.
+A handler's messages are not marked SENT one by one, in a transaction each: the thread marks
+what it published, in one statement, in a commit at least MARK_SENT_AFTER_SECONDS later,
+when most of them are being handled already (and no longer QUEUED). Until then they look
+unpublished, which costs at most a second copy from the relay if one waits in the broker for
+RELAY_STALE_SECONDS while its thread commits nothing; it is handled once.
 """
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from typing import Any
@@ -24,42 +25,37 @@ from django.db import transaction
 from django.utils import timezone
 
 from incidents import conf
-from incidents.engine import deadletter, failpoints, lifecycle
+from incidents.engine import (
+    celery_app,
+    deadletter,
+    failpoints,
+    ledger,
+    lifecycle,
+    publisher,
+    registry,
+)
 from incidents.engine.context import StagedEnding, StagedMessage
-from incidents.models import IncidentStatus, MessageLog, MessageStatus
+from incidents.models import WAITING_STATUSES, IncidentStatus, MessageLog, MessageStatus
 
 logger = logging.getLogger(__name__)
 
-TASK_PREFIX = "workflow."
 MARK_SENT_AFTER_SECONDS = 1.0
 MARK_SENT_MAX_IDS = 1000
 #: Refusals by the broker after which a message is given up (about 2.5 minutes of tries).
 MAX_PUBLISH_FAILURES = 5
-_unmarked = threading.local()  # .ids, .since: published by this thread, not marked SENT
 
 
-def task_name(queue: str) -> str:
-    return f"{TASK_PREFIX}{queue}"
-
-
-def log_rows(staged: Iterable[StagedMessage], *, status: str = MessageStatus.QUEUED,
-             comment: str = "") -> list[MessageLog]:
+def log_rows(staged: Iterable[StagedMessage]) -> list[MessageLog]:
+    """The QUEUED log rows of staged messages (not yet inserted: ledger.insert)."""
     now = timezone.now()
     return [
         MessageLog(
             id=m.id, incident_id=m.incident_id, originator=m.originator, destination=m.queue,
-            src_tag=m.src_tag, dest_tag=m.dest_tag, status=status, submitted=now,
-            comment=comment, body=m.body,
+            src_tag=m.src_tag, dest_tag=m.dest_tag, status=MessageStatus.QUEUED,
+            submitted=now, body=m.body,
         )
         for m in staged
     ]
-
-
-def insert(rows: Sequence[MessageLog]) -> None:
-    """Insert log rows inside the caller's transaction; a row that exists is left alone
-    (a rerun of a handler regenerates the same MessageIDs)."""
-    if rows:
-        MessageLog.objects.bulk_create(rows, ignore_conflicts=True)
 
 
 def publish(rows: Sequence[MessageLog], *, mark_later: bool = False) -> int:
@@ -70,16 +66,16 @@ def publish(rows: Sequence[MessageLog], *, mark_later: bool = False) -> int:
     stay QUEUED for the relay and the caller carries on. A row the broker refuses (its
     queue's declaration or permissions) is set aside on its own, so it holds up no other.
     """
-    pending = [r for r in rows if r.status == MessageStatus.QUEUED]
+    pending = [r for r in rows if r.status in WAITING_STATUSES]
     if not pending:
         return 0
     failpoints.hit("before_publish")
-    from wfproject.celery import app
-
-    sent: list[str] = []
+    app = celery_app.get()
+    outbox_publisher = publisher.for_this_thread()
+    sent, reconnected = 0, False
     while pending:
         try:
-            with app.producer_or_acquire() as producer:
+            with outbox_publisher.producer() as producer:
                 while pending:
                     row = pending[0]
                     # The queue's full declaration (Celery takes a Queue; the stubs say str),
@@ -87,23 +83,27 @@ def publish(rows: Sequence[MessageLog], *, mark_later: bool = False) -> int:
                     # without its dead-letter arguments, which RabbitMQ refuses once a worker
                     # has declared it with them.
                     queue: Any = deadletter.handler_queue(row.destination)
-                    app.send_task(task_name(row.destination), args=[row.body],
-                                  task_id=str(row.id), queue=queue, producer=producer)
-                    sent.append(str(pending.pop(0).id))
+                    # argsrepr (what Flower shows) by the C repr: Celery's saferepr walks
+                    # the body in Python, a tenth of a publish.
+                    app.send_task(registry.task_name(row.destination), args=[row.body],
+                                  task_id=str(row.id), queue=queue, producer=producer,
+                                  retry=False, argsrepr=f"[{row.body!r:.1024}]",
+                                  kwargsrepr="{}")
+                    outbox_publisher.published(str(pending.pop(0).id))
+                    sent += 1
         except ChannelError as refused:  # this message, not the broker: set it aside
             refuse(pending.pop(0), refused)
-        except Exception as exc:  # unreachable, nacked (publisher confirms): never fatal here
+        except Exception as exc:  # unreachable: never fatal here
+            if not reconnected:  # e.g. the broker restarted since: once on a new connection
+                reconnected = True
+                continue
             logger.warning("publish failed; %d message(s) left for the relay (incident %s): %r",
                            len(pending), pending[0].incident_id, exc, exc_info=True)
             break
     failpoints.hit("before_mark_sent")
-    if mark_later:
-        if not getattr(_unmarked, "ids", None):
-            _unmarked.ids, _unmarked.since = [], time.monotonic()
-        _unmarked.ids.extend(sent)
-    else:
-        _mark_sent(sent)
-    return len(sent)
+    if not mark_later:
+        ledger.mark_sent(outbox_publisher.take_published())
+    return sent
 
 
 def refuse(row: MessageLog, error: Exception) -> None:
@@ -117,41 +117,33 @@ def refuse(row: MessageLog, error: Exception) -> None:
         # The relay takes it up again once `submitted` is RELAY_STALE_SECONDS old.
         retry_at = timezone.now() + timedelta(seconds=min(300, 5 * 2 ** failures)
                                               - conf.get("RELAY_STALE_SECONDS"))
-        MessageLog.objects.filter(pk=row.pk, status=MessageStatus.QUEUED).update(
-            publish_failures=failures, submitted=retry_at, comment=reason)
+        ledger.refused(row, failures, reason, retry_at=retry_at)
         return
     with transaction.atomic():
-        if not MessageLog.objects.filter(pk=row.pk, status=MessageStatus.QUEUED).update(
-                status=MessageStatus.ERROR, publish_failures=failures,
-                completed=timezone.now(), comment=reason):
-            return
-        cleanup = lifecycle.apply_ending(
-            StagedEnding(str(row.incident_id), IncidentStatus.ERROR, reason, by="broker"),
-            originator="")
-        cleanup_rows = log_rows([cleanup]) if cleanup else []
-        insert(cleanup_rows)
-        publish_on_commit(cleanup_rows)
+        if ledger.refused(row, failures, reason, retry_at=None):
+            publish_on_commit(end_incident(
+                StagedEnding(str(row.incident_id), IncidentStatus.ERROR, reason, by="broker"),
+                originator=""))
+
+
+def end_incident(ending: StagedEnding, *, originator: str) -> list[MessageLog]:
+    """End an incident inside the caller's transaction and log its cleanup message; return
+    the rows to publish once that transaction commits."""
+    cleanup = lifecycle.apply_ending(ending, originator=originator)
+    rows = log_rows([cleanup]) if cleanup else []
+    ledger.insert(rows)
+    return rows
 
 
 def mark_published() -> None:
-    """Mark SENT, inside the caller's commit, what this thread published with mark_later,
-    once the oldest of it is MARK_SENT_AFTER_SECONDS old (or there are many)."""
-    ids = getattr(_unmarked, "ids", None)
-    if ids and (len(ids) >= MARK_SENT_MAX_IDS
-                or time.monotonic() - _unmarked.since >= MARK_SENT_AFTER_SECONDS):
-        _unmarked.ids = []
-        # Rows another transaction holds (a claim, a kill) are skipped, not waited for: the
-        # marks are advisory, and waiting for them inside a commit could deadlock.
-        free = (MessageLog.objects.filter(pk__in=ids, status=MessageStatus.QUEUED)
-                .select_for_update(skip_locked=True).values("pk"))
-        MessageLog.objects.filter(pk__in=free).update(status=MessageStatus.SENT)
-
-
-def _mark_sent(ids: list[str]) -> None:
-    if ids:
-        # A fast consumer may already have moved a row on to PROCESSING; leave that alone.
-        MessageLog.objects.filter(pk__in=ids, status=MessageStatus.QUEUED).update(
-            status=MessageStatus.SENT)
+    """Mark SENT, in the caller's commit (if any), what this thread published with
+    mark_later, once the oldest of it is MARK_SENT_AFTER_SECONDS old (or there are many)."""
+    outbox_publisher = publisher.for_this_thread()
+    if outbox_publisher.marks_due(MARK_SENT_AFTER_SECONDS, MARK_SENT_MAX_IDS):
+        # Waiting inside a commit for rows another transaction holds could deadlock; a
+        # statement on its own holds nothing and may wait.
+        ledger.mark_sent(outbox_publisher.take_published(),
+                         skip_locked=transaction.get_connection().in_atomic_block)
 
 
 def publish_on_commit(rows: Sequence[MessageLog], *, mark_later: bool = False) -> None:
@@ -165,25 +157,41 @@ def commit_and_publish(staged: Sequence[StagedMessage]) -> list[MessageLog]:
     """Commit staged messages (in the caller's transaction, if any), then publish them."""
     rows = log_rows(staged)
     with transaction.atomic():
-        insert(rows)
+        ledger.insert(rows)
     publish_on_commit(rows)
     return rows
 
 
 def relay_once(limit: int = 500) -> int:
-    """Publish rows committed more than RELAY_STALE_SECONDS ago and still QUEUED."""
+    """Publish what was committed more than RELAY_STALE_SECONDS ago and is not yet handled:
+    QUEUED rows (never published), and SENT rows whose queue has nothing waiting (the broker
+    lost them: had they been in the queue, they would be there or handled by now)."""
     now = timezone.now()
-    stale_before = now - timedelta(seconds=conf.get("RELAY_STALE_SECONDS"))
-    candidates = list(
-        MessageLog.objects.filter(status=MessageStatus.QUEUED, submitted__lt=stale_before)
-        .order_by("submitted")[:limit]
-    )
-    claimed = []
-    for row in candidates:
-        # Claim by moving `submitted` forward, so relays in other workers skip this row.
-        if MessageLog.objects.filter(pk=row.pk, status=MessageStatus.QUEUED,
-                                     submitted=row.submitted).update(submitted=now):
-            claimed.append(row)
+    stale = MessageLog.objects.filter(
+        submitted__lt=now - timedelta(seconds=conf.get("RELAY_STALE_SECONDS")))
+    unpublished = list(stale.filter(status=MessageStatus.QUEUED).order_by("submitted")[:limit])
+    published = list(stale.filter(status=MessageStatus.SENT).order_by("submitted")[:limit])
+    empty = _queues_with_nothing_waiting({row.destination for row in published})
+    lost = [row for row in published if row.destination in empty]
+    claimed = [row for row in unpublished + lost if ledger.take_for_relay(row, now)]
     if claimed:
-        logger.info("relay: publishing %d message(s) committed but not published", len(claimed))
+        logger.info("relay: publishing %d message(s) committed but not published and %d the "
+                    "broker lost", sum(r.status == MessageStatus.QUEUED for r in claimed),
+                    sum(r.status == MessageStatus.SENT for r in claimed))
     return publish(claimed)
+
+
+def _queues_with_nothing_waiting(names: set[str]) -> set[str]:
+    if not names:
+        return set()
+    app = celery_app.get()
+    empty = set()
+    with app.connection_for_write() as connection:
+        channel = connection.default_channel
+        for name in sorted(names):
+            # Declared as the workers declare it; created if it is missing (then it is empty).
+            # (kombu's stubs type the declare-ok as a str)
+            declared: Any = deadletter.handler_queue(name).bind(channel).queue_declare()
+            if declared.message_count == 0:
+                empty.add(name)
+    return empty

@@ -1,7 +1,8 @@
-"""Which handler serves which queue, and loading the workflow modules that say so."""
+"""Which handler serves which queue (a plain table), and loading the workflow modules that
+fill it. Binding a queue to its Celery task is the caller's (workflow.RegisterHandler, and
+the app's ready() for the engine's own queue): this module imports no other engine module."""
 from __future__ import annotations
 
-import functools
 import importlib
 import logging
 import os
@@ -11,12 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from incidents import conf
-from incidents.engine.validation import check_queue_name
 from incidents.exceptions import HandlerRegistrationError, WorkflowConfigError
 
 logger = logging.getLogger(__name__)
 
 CLEANUP_QUEUE = "_Cleanup"
+TASK_PREFIX = "workflow."
 
 
 @dataclass
@@ -60,9 +61,8 @@ def spec_of(handler: Any) -> HandlerSpec | None:
     return getattr(handler, "__workflow_handler__", None)
 
 
-def register(handler: Any, queue: str, *, internal: bool = False,
-             time_limit: float | None = None) -> HandlerSpec:
-    """Bind a decorated handler to `queue` and create the queue's Celery task."""
+def register(handler: Any, queue: str, *, time_limit: float | None = None) -> bool:
+    """Bind a decorated handler to `queue` (a checked name); True if the queue is new."""
     if time_limit is not None and (isinstance(time_limit, bool) or not isinstance(
             time_limit, (int, float)) or time_limit <= 0):
         raise HandlerRegistrationError(
@@ -75,7 +75,10 @@ def register(handler: Any, queue: str, *, internal: bool = False,
             "@workflow.handler before registering it",
             queue=str(queue),
         )
-    check_queue_name(queue, internal_ok=internal)
+    return register_spec(spec, queue)
+
+
+def register_spec(spec: HandlerSpec, queue: str) -> bool:
     with _lock:
         bound = _by_queue.get(queue)
         if bound is not None and bound.identity != spec.identity:
@@ -85,15 +88,16 @@ def register(handler: Any, queue: str, *, internal: bool = False,
                 f"{spec.name!r}",
                 queue=queue, handler=spec.name,
             )
-        if bound is None:
-            from incidents.engine import tasks
-
-            tasks.bind_queue(queue, time_limit)
         spec.queues.add(queue)
         _by_queue[queue] = spec
         _queues_by_name.setdefault(spec.name, set()).add(queue)
     logger.debug("handler %s bound to queue %s", spec.name, queue)
-    return spec
+    return bound is None
+
+
+def task_name(queue: str) -> str:
+    """The name of the Celery task that delivers `queue`'s messages."""
+    return f"{TASK_PREFIX}{queue}"
 
 
 def handler_for(queue: str) -> HandlerSpec | None:
@@ -111,8 +115,8 @@ def registered_queues() -> list[str]:
 
 
 def register_kind(kind: Any, entry_queue: Any, description: Any = "") -> KindSpec:
-    """Declare that incidents of `kind` start with a message to `entry_queue`."""
-    check_queue_name(entry_queue)
+    """Declare that incidents of `kind` start with a message to `entry_queue` (a checked
+    name)."""
     for name, value, limit in (("kind", kind, 100), ("description", description, 1000)):
         if not isinstance(value, str) or len(value) > limit or (name == "kind" and not value.strip()):
             raise HandlerRegistrationError(
@@ -137,12 +141,6 @@ def known_kinds() -> list[KindSpec]:
     return [_kinds[name] for name in sorted(_kinds)]
 
 
-def register_internal_handlers() -> None:
-    from incidents.engine.cleanup import cleanup_handler
-
-    register(cleanup_handler, CLEANUP_QUEUE, internal=True)
-
-
 def load_workflow_modules(names: list[str] | None = None) -> None:
     """Import each workflow module and call its RegisterHandlers(); collect what fails."""
     for name in conf.get("MODULES") if names is None else names:
@@ -158,24 +156,3 @@ def load_workflow_modules(names: list[str] | None = None) -> None:
         except Exception as exc:  # reported by the system check incidents.E001, not fatal here
             logger.error("cannot load workflow module %s: %s", name, exc, exc_info=True)
             load_errors.append(f"{name}: {exc}")
-
-
-def mark_handler(func: Callable[..., Any], *, atomic: bool = False) -> Callable[..., Any]:
-    """Wrap `func` as a handler: calling the wrapper runs it in a handler context."""
-    spec = spec_of(func)
-    if spec is not None:
-        spec.atomic = spec.atomic or atomic
-        return func
-    if not callable(func):
-        raise HandlerRegistrationError(f"@workflow.handler: {func!r} is not a function")
-    spec = HandlerSpec(func=func, name=func.__name__,
-                       atomic=atomic or getattr(func, "__workflow_atomic__", False))
-
-    @functools.wraps(func)
-    def run_directly(message: dict[str, Any]) -> None:
-        from incidents.engine import dispatch
-
-        dispatch.run_directly(spec, message)
-
-    run_directly.__workflow_handler__ = spec  # type: ignore[attr-defined]
-    return run_directly

@@ -13,7 +13,7 @@ from django_celery_results.models import TaskResult
 from incidents import conf
 from incidents.engine import context
 from incidents.engine.context import HandlerRun
-from incidents.engine.outbox import task_name
+from incidents.engine.registry import task_name
 
 
 def record(run: HandlerRun, outcome: str, error: BaseException | None = None,

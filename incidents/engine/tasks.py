@@ -10,7 +10,7 @@ from celery.exceptions import Reject, Retry
 from django.db import connections
 
 from incidents import conf
-from incidents.engine import context, deadletter, dispatch, locks, outbox
+from incidents.engine import celery_app, context, deadletter, dispatch, locks, registry, runs
 from incidents.exceptions import Deferred
 
 logger = logging.getLogger(__name__)
@@ -34,9 +34,8 @@ def _retry_later(task: Any, countdown: float, **kwargs: Any) -> Exception:
 
 def bind_queue(queue: str, time_limit: float | None = None) -> None:
     """Create the queue's task and add the queue to those a worker consumes by default."""
-    from wfproject.celery import app
-
-    name = outbox.task_name(queue)
+    app = celery_app.get()
+    name = registry.task_name(queue)
     if name in app.tasks:
         return
 
@@ -59,7 +58,7 @@ def bind_queue(queue: str, time_limit: float | None = None) -> None:
             raise
         except Exception as exc:  # the engine could not finish: never drop the message
             connections.close_all()  # connections are reused across tasks: start afresh
-            expected = isinstance(exc, dispatch.INFRASTRUCTURE_ERRORS)
+            expected = isinstance(exc, runs.INFRASTRUCTURE_ERRORS)
             if errors >= (MAX_OUTAGE_RETRIES if expected else MAX_ERROR_RETRIES):
                 dispatch.give_up_after_errors(queue, message, exc)
                 return dispatch.Result.ERROR.value

@@ -3,28 +3,22 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
 
 import kombu.pools
 from kombu.utils.url import maybe_sanitize_url
 
 from incidents import conf
+from incidents.engine import celery_app, publisher
 from incidents.engine.registry import registered_queues
 from incidents.exceptions import BrokerUnavailable
 
 logger = logging.getLogger(__name__)
 
 
-def _app() -> Any:
-    from wfproject.celery import app
-
-    return app
-
-
 def open_connection(retries: int = 3, delay: float = 1.0, url: str | None = None) -> None:
     """Check that the broker (default: the configured one) answers; raise BrokerUnavailable
     naming it (without the password) after `retries` tries."""
-    app = _app()
+    app = celery_app.get()
     shown = maybe_sanitize_url(url or app.conf.broker_url)
     for attempt in range(1, retries + 1):
         try:
@@ -43,7 +37,8 @@ def open_connection(retries: int = 3, delay: float = 1.0, url: str | None = None
 def close_connection() -> None:
     """Close this process's broker connections; the next send opens new ones (the original's
     external services open, send, flush and close on every call)."""
-    app = _app()
+    publisher.for_this_thread().close()
+    app = celery_app.get()
     app.pool.force_close_all()
     # Celery's producers come from kombu's process-wide pools, which close with it. A closed
     # pool refuses to lend ("Acquire on closed pool"), so drop them all, as Celery does after
@@ -55,7 +50,7 @@ def close_connection() -> None:
 
 def execute(concurrency: int | None = None, loglevel: str = "INFO") -> None:
     """Consume every registered queue (and _Cleanup) in this process until interrupted."""
-    app = _app()
+    app = celery_app.get()
     worker = app.Worker(
         queues=registered_queues(),
         pool="threads",

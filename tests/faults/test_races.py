@@ -4,21 +4,22 @@ from __future__ import annotations
 import pytest
 
 from incidents import workflow
-from incidents.engine import dispatch, operations, registry
-from incidents.engine.dispatch import Result
+from incidents.engine import operations, registry, runs
+from incidents.engine.context import HandlerRun
+from incidents.engine.runs import Result
 from incidents.models import HandlerState, Incident, IncidentStatus, MessageLog, MessageStatus
 from incidents.testing import run_until_idle
 
 pytestmark = pytest.mark.usefixtures("broker")
 
 
-def claimed(incident_id: str, queue: str, **fields: object) -> tuple[dict, dispatch.HandlerRun]:
+def claimed(incident_id: str, queue: str, **fields: object) -> tuple[dict, HandlerRun]:
     message = {"IncidentID": incident_id, **fields}
     workflow.send(message=message, queue=queue)
     workflow.FlushMessages()
     MessageLog.objects.filter(pk=message["MessageID"]).update(
         status=MessageStatus.PROCESSING, attempts=1)
-    run = dispatch.HandlerRun(originator="racer", message_id=message["MessageID"],
+    run = HandlerRun(originator="racer", message_id=message["MessageID"],
                               incident_id=incident_id, attempt=1)
     return message, run
 
@@ -31,7 +32,7 @@ def test_a_kill_during_a_handler_run_drops_everything_that_run_would_commit(inci
         operations.kill_incident(incident_id, reason="race", by="operator")  # meanwhile
 
     message, run = claimed(incident_id, "probe_count")
-    outcome = dispatch._run_and_commit(registry.spec_of(racer), run, message)
+    outcome = runs.run_and_commit(registry.spec_of(racer), run, message)
     assert outcome.result is Result.DUPLICATE  # the kill took its claim: nothing committed
     assert not HandlerState.objects.exists()
     assert not MessageLog.objects.filter(destination="probe_chain").exists()
@@ -48,7 +49,7 @@ def test_a_cancel_during_a_handler_run_lets_it_commit_but_stops_what_it_sent(inc
         operations.cancel_incident(incident_id, reason="race", by="operator")  # meanwhile
 
     message, run = claimed(incident_id, "probe_count")
-    assert dispatch._run_and_commit(registry.spec_of(racer), run, message).result is Result.COMPLETE
+    assert runs.run_and_commit(registry.spec_of(racer), run, message).result is Result.COMPLETE
     run_until_idle()
     late = MessageLog.objects.get(destination="probe_chain")
     assert late.status == MessageStatus.NOT_PROCESSED

@@ -1,0 +1,282 @@
+"""The ledger: every status change of a logged message and of an incident, in one place.
+
+A message is QUEUED when committed, SENT once the broker has it, PROCESSING while a claimed
+run handles it, and ends COMPLETE, ERROR or NOT PROCESSED. An incident is PENDING, ACTIVE
+once its first message is handled, and ends COMPLETE, CANCELLED, ERROR or KILLED. Each
+change is a conditional update (the row must still be where the caller saw it), so two
+processes racing for one message never both win. The per-message statements (look up,
+claim, finish, insert) are written out by hand and built once: the ORM's query compiler
+cost more than the database did on the hot path.
+"""
+from __future__ import annotations
+
+import functools
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+
+from django.db import connection
+from django.db.models import Field, Model
+from django.utils import timezone
+
+from incidents.models import (
+    IN_FLIGHT_STATUSES,
+    LIVE_INCIDENT_STATUSES,
+    WAITING_STATUSES,
+    Incident,
+    IncidentStatus,
+    MessageLog,
+    MessageStatus,
+)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """What a delivery needs to know of its message's log row and incident."""
+
+    incident_id: str
+    destination: str
+    status: str
+    attempts: int
+    incident_status: str
+
+
+def _field(model: type[Model], name: str) -> Field[Any, Any]:
+    return cast("Field[Any, Any]", model._meta.get_field(name))
+
+
+def _column(model: type[Model], name: str) -> str:
+    return connection.ops.quote_name(str(_field(model, name).column))
+
+
+def _table(model: type[Model]) -> str:
+    return connection.ops.quote_name(model._meta.db_table)
+
+
+def _prep(model: type[Model], name: str, value: Any) -> Any:
+    return _field(model, name).get_db_prep_save(value, connection)
+
+
+def _execute(sql: str, params: Sequence[Any]) -> Any:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone() if cursor.description else cursor.rowcount
+
+
+# -- messages -----------------------------------------------------------------------------
+
+@functools.cache
+def _lookup_sql(vendor: str) -> str:
+    m, i = _table(MessageLog), _table(Incident)
+    return (f"SELECT {m}.{_column(MessageLog, 'incident')}, {m}.{_column(MessageLog, 'destination')}, "
+            f"{m}.{_column(MessageLog, 'status')}, {m}.{_column(MessageLog, 'attempts')}, "
+            f"{i}.{_column(Incident, 'status')} FROM {m} JOIN {i} ON {i}.{_column(Incident, 'id')} "
+            f"= {m}.{_column(MessageLog, 'incident')} WHERE {m}.{_column(MessageLog, 'id')} = %s")
+
+
+def lookup(message_id: str) -> Entry | None:
+    """The message's row and its incident's status, in one read; None if it is not logged."""
+    row = _execute(_lookup_sql(connection.vendor), [_prep(MessageLog, "id", message_id)])
+    if row is None:
+        return None
+    incident_id, destination, status, attempts, incident_status = row
+    return Entry(str(uuid.UUID(str(incident_id))), destination, status, int(attempts),
+                 incident_status)
+
+
+@functools.cache
+def _claim_sql(vendor: str) -> str:
+    status, attempts = _column(MessageLog, "status"), _column(MessageLog, "attempts")
+    return (f"UPDATE {_table(MessageLog)} SET {status} = %s, {attempts} = %s, "
+            f"{_column(MessageLog, 'received')} = %s, {_column(MessageLog, 'consumer')} = %s, "
+            f"{_column(MessageLog, 'lock_wait')} = %s WHERE {_column(MessageLog, 'id')} = %s "
+            f"AND {attempts} = %s AND {status} IN (%s, %s, %s)")
+
+
+def claim(message_id: str, attempt: int, *, received: datetime, consumer: str,
+          lock_wait: float | None = None) -> bool:
+    """In flight -> PROCESSING as attempt number `attempt`; False if another delivery got
+    there first (the row's attempts moved on) or the message ended meanwhile."""
+    return bool(_execute(_claim_sql(connection.vendor), [
+        MessageStatus.PROCESSING, attempt, _prep(MessageLog, "received", received), consumer,
+        lock_wait, _prep(MessageLog, "id", message_id), attempt - 1, *IN_FLIGHT_STATUSES]))
+
+
+@functools.cache
+def _finish_sql(vendor: str, claimed: bool) -> str:
+    status, attempts = _column(MessageLog, "status"), _column(MessageLog, "attempts")
+    sets = (f"{status} = %s, {_column(MessageLog, 'completed')} = %s, "
+            f"{_column(MessageLog, 'duration')} = %s, {_column(MessageLog, 'comment')} = %s")
+    where = f"{_column(MessageLog, 'id')} = %s AND {attempts} = %s"
+    if claimed:
+        return f"UPDATE {_table(MessageLog)} SET {sets} WHERE {where} AND {status} = %s"
+    return (f"UPDATE {_table(MessageLog)} SET {sets}, {attempts} = %s, "
+            f"{_column(MessageLog, 'received')} = %s, {_column(MessageLog, 'consumer')} = %s "
+            f"WHERE {where} AND {status} IN (%s, %s)")
+
+
+def _finish_params(message_id: str, attempt: int, status: str, *, claimed: bool,
+                   received: datetime, consumer: str, duration: float,
+                   comment: str = "") -> list[Any]:
+    params: list[Any] = [status, _prep(MessageLog, "completed", timezone.now()), duration,
+                         comment]
+    if not claimed:
+        params += [attempt, _prep(MessageLog, "received", received), consumer]
+    params += [_prep(MessageLog, "id", message_id), attempt if claimed else attempt - 1]
+    return params + ([MessageStatus.PROCESSING] if claimed else list(WAITING_STATUSES))
+
+
+def finish(message_id: str, attempt: int, status: str, *, claimed: bool, received: datetime,
+           consumer: str, duration: float, comment: str = "") -> bool:
+    """A run's message -> COMPLETE or ERROR. A claimed run is fenced by its claim; an
+    unclaimed one (a first delivery to a plain handler) by the row still waiting at the
+    attempt before `attempt`, and the finish records the attempt, its start and its
+    consumer. False if the run lost its message (another delivery claimed it, or a Kill
+    stopped it): then nothing changed."""
+    return bool(_execute(_finish_sql(connection.vendor, claimed), _finish_params(
+        message_id, attempt, status, claimed=claimed, received=received, consumer=consumer,
+        duration=duration, comment=comment)))
+
+
+def commits_in_one_statement() -> bool:
+    """Whether finish_and_log() can run as one statement (PostgreSQL's data-modifying WITH),
+    without a transaction around it."""
+    return connection.vendor == "postgresql" and not connection.in_atomic_block
+
+
+@functools.cache
+def _finish_and_log_sql(vendor: str, claimed: bool, rows: int) -> str:
+    finish = _finish_sql(vendor, claimed) + " RETURNING 1"
+    if not rows:
+        return f"WITH finished AS ({finish}) SELECT count(*) FROM finished"
+    columns = ", ".join(_column(MessageLog, name) for name in _INSERTED)
+    one = "(" + ", ".join(["%s"] * len(_INSERTED)) + ")"
+    return (f"WITH finished AS ({finish}), logged AS (INSERT INTO {_table(MessageLog)} "
+            f"({columns}) SELECT * FROM (VALUES {', '.join([one] * rows)}) AS sent "
+            f"WHERE EXISTS (SELECT 1 FROM finished) "
+            f"ON CONFLICT ({_column(MessageLog, 'id')}) DO NOTHING RETURNING 1) "
+            f"SELECT count(*) FROM finished")
+
+
+def finish_and_log(message_id: str, attempt: int, *, claimed: bool, received: datetime,
+                   consumer: str, duration: float, rows: Sequence[MessageLog]) -> bool:
+    """finish() COMPLETE and insert() `rows` in one statement, one round trip that is its
+    own transaction: the rows are logged only if the finish's fence holds."""
+    params = _finish_params(message_id, attempt, MessageStatus.COMPLETE, claimed=claimed,
+                            received=received, consumer=consumer, duration=duration)
+    row = _execute(_finish_and_log_sql(connection.vendor, claimed, len(rows)),
+                   params + _insert_params(rows))
+    return bool(row[0])
+
+
+def give_claim_back(message_id: str, attempt: int) -> None:
+    """PROCESSING -> SENT, before a retry: the retried copy is not marked redelivered and
+    would otherwise be dropped as a copy of a message being handled."""
+    MessageLog.objects.filter(pk=message_id, status=MessageStatus.PROCESSING,
+                              attempts=attempt).update(status=MessageStatus.SENT)
+
+
+def not_processed(message_id: str, reason: str) -> bool:
+    """In flight -> NOT PROCESSED (its incident has ended, or it is not for this handler)."""
+    return bool(MessageLog.objects.filter(pk=message_id, status__in=IN_FLIGHT_STATUSES).update(
+        status=MessageStatus.NOT_PROCESSED, completed=timezone.now(), comment=reason))
+
+
+def give_up(message_id: str, attempts: int, reason: str) -> bool:
+    """In flight -> ERROR, for a message whose handling keeps dying; False if it moved on."""
+    return bool(MessageLog.objects.filter(pk=message_id, attempts=attempts,
+                                          status__in=IN_FLIGHT_STATUSES).update(
+        status=MessageStatus.ERROR, completed=timezone.now(), comment=reason))
+
+
+def stop_in_flight(incident_id: str, comment: str) -> list[str]:
+    """Every in-flight message of the incident -> NOT PROCESSED (a Kill); their ids."""
+    in_flight = [str(pk) for pk in MessageLog.objects.select_for_update()
+                 .filter(incident_id=incident_id, status__in=IN_FLIGHT_STATUSES)
+                 .values_list("pk", flat=True)]
+    MessageLog.objects.filter(pk__in=in_flight, status__in=IN_FLIGHT_STATUSES).update(
+        status=MessageStatus.NOT_PROCESSED, completed=timezone.now(), comment=comment)
+    return in_flight
+
+
+_INSERTED = ("id", "incident", "originator", "destination", "src_tag", "dest_tag", "status",
+             "submitted", "attempts", "consumer", "publish_failures", "comment", "body")
+
+
+@functools.cache
+def _insert_sql(vendor: str, rows: int) -> str:
+    columns = ", ".join(_column(MessageLog, name) for name in _INSERTED)
+    one = "(" + ", ".join(["%s"] * len(_INSERTED)) + ")"
+    conflict = f" ON CONFLICT ({_column(MessageLog, 'id')}) DO NOTHING"
+    return (f"INSERT INTO {_table(MessageLog)} ({columns}) VALUES "
+            + ", ".join([one] * rows) + conflict)
+
+
+def insert(rows: Sequence[MessageLog]) -> None:
+    """Log committed messages (QUEUED), inside the caller's transaction; a row that exists is
+    left alone (a rerun of a handler regenerates the same MessageIDs)."""
+    if not rows:
+        return
+    _execute(_insert_sql(connection.vendor, len(rows)), _insert_params(rows))
+
+
+def _insert_params(rows: Sequence[MessageLog]) -> list[Any]:
+    return [_prep(MessageLog, name, getattr(row, _field(MessageLog, name).attname))
+            for row in rows for name in _INSERTED]
+
+
+def mark_sent(ids: Sequence[str], *, skip_locked: bool = False) -> None:
+    """QUEUED -> SENT for what the broker has taken. A fast consumer may have moved a row on
+    already; that is left alone. `skip_locked`: rows another transaction holds (a claim, a
+    kill) are skipped, not waited for (the marks are advisory)."""
+    if not ids:
+        return
+    rows = MessageLog.objects.filter(pk__in=ids, status=MessageStatus.QUEUED)
+    if skip_locked:
+        rows = MessageLog.objects.filter(pk__in=rows.select_for_update(skip_locked=True)
+                                         .values("pk"))
+    rows.update(status=MessageStatus.SENT)
+
+
+def take_for_relay(row: MessageLog, now: datetime) -> bool:
+    """Claim a stale QUEUED or SENT row for this relay pass by moving `submitted` forward, so
+    relays in other workers skip it."""
+    return bool(MessageLog.objects.filter(pk=row.pk, status=row.status,
+                                          submitted=row.submitted).update(submitted=now))
+
+
+def refused(row: MessageLog, failures: int, reason: str, *, retry_at: datetime | None) -> bool:
+    """The broker refused a QUEUED row: try again from `retry_at`, or (None) QUEUED -> ERROR."""
+    rows = MessageLog.objects.filter(pk=row.pk, status=MessageStatus.QUEUED)
+    if retry_at is not None:
+        return bool(rows.update(publish_failures=failures, submitted=retry_at, comment=reason))
+    return bool(rows.update(status=MessageStatus.ERROR, publish_failures=failures,
+                            completed=timezone.now(), comment=reason))
+
+
+# -- incidents ----------------------------------------------------------------------------
+
+def activate(incident_id: str) -> bool:
+    """PENDING -> ACTIVE; False if it was not PENDING."""
+    return bool(Incident.objects.filter(pk=incident_id, status=IncidentStatus.PENDING)
+                .update(status=IncidentStatus.ACTIVE, activated_at=timezone.now()))
+
+
+def end(incident_id: str, status: str, reason: str, by: str) -> bool:
+    """Live -> an end status; False if it had ended already (it keeps its status)."""
+    return bool(Incident.objects.filter(pk=incident_id, status__in=LIVE_INCIDENT_STATUSES)
+                .update(status=status, completed_at=timezone.now(), comment=reason,
+                        ended_by=by[:200]))
+
+
+def reopen(incident_id: str, ended_as: str) -> bool:
+    """An ended incident -> ACTIVE again, as new (the health check's fixed incident)."""
+    return bool(Incident.objects.filter(pk=incident_id, status=ended_as).update(
+        status=IncidentStatus.ACTIVE, activated_at=timezone.now(), completed_at=None,
+        cleaned_at=None, comment="", ended_by=""))
+
+
+def mark_cleaned(incident_id: str) -> None:
+    Incident.objects.filter(pk=incident_id).update(cleaned_at=timezone.now())
