@@ -53,14 +53,21 @@ def flower_url() -> str:
     return str(conf.get("FLOWER_URL")).rstrip("/")
 
 
+def task_results_url() -> str | None:
+    """Where the handler tasks' results are listed, if they are kept."""
+    if not conf.get("STORE_TASK_RESULTS"):
+        return None
+    return reverse("admin:django_celery_results_taskresult_changelist")
+
+
 def celery_links(message_id: Any) -> str:
-    """The message's task result and, with WORKFLOW_FLOWER_URL set, its page in Flower (the
-    task id is the MessageID)."""
-    url = reverse("admin:django_celery_results_taskresult_changelist")
-    links = format_html('<a href="{}?q={}">task result</a>', url, message_id)
+    """The message's task result (if kept) and, with WORKFLOW_FLOWER_URL set, its page in
+    Flower (the task id is the MessageID)."""
+    links = [format_html('<a href="{}?q={}">task result</a>', url, message_id)
+             for url in [task_results_url()] if url]
     if flower_url():
-        links += format_html(' · <a href="{}/task/{}">Flower</a>', flower_url(), message_id)
-    return links
+        links.append(format_html('<a href="{}/task/{}">Flower</a>', flower_url(), message_id))
+    return format_html_join(" · ", "{}", ((link,) for link in links)) or "-"
 
 
 def operator_name(request: HttpRequest) -> str:
@@ -257,7 +264,7 @@ class IncidentAdmin(admin.ModelAdmin):
             "states": incident.states.order_by("id")[:200], "locks": incident.locks.order_by("label"),
             "can_cancel": self.has_cancel_permission(request),
             "can_kill": self.has_kill_permission(request),
-            "results_url": reverse("admin:django_celery_results_taskresult_changelist"),
+            "results_url": task_results_url(),
             "flower_url": flower_url(),
             **(extra_context or {}),
         }
