@@ -1,6 +1,6 @@
 """The ledger: every status change of a logged message and of an incident, in one place.
 
-A message is QUEUED when committed, SENT once the broker has it, PROCESSING while a claimed
+A message is QUEUED when committed, SENT once published, PROCESSING while a claimed
 run handles it, and ends COMPLETE, ERROR or NOT PROCESSED. An incident is PENDING, ACTIVE
 once its first message is handled, and ends COMPLETE, CANCELLED, ERROR or KILLED. Each
 change is a conditional update (the row must still be where the caller saw it), so two

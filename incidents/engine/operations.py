@@ -13,7 +13,6 @@ from incidents.engine.validation import check_text
 from incidents.exceptions import MessageError
 from incidents.models import (
     LIVE_INCIDENT_STATUSES,
-    Incident,
     IncidentStatus,
 )
 
@@ -26,6 +25,7 @@ def start_incident(*, kind: str, name: str, incident_date: Any = None,
     """Declare an incident and send its first message: to `queue` (with `message`), or to
     the entry queue its kind registered (with the parameters). Nothing is stored if the
     first message is refused. `details`: owner, upper_left, lower_right, duration."""
+    kind = _registered_spelling(kind)
     if queue is None:
         spec = registry.kind(kind)
         if spec is None:
@@ -45,6 +45,15 @@ def start_incident(*, kind: str, name: str, incident_date: Any = None,
     return incident_id
 
 
+def _registered_spelling(kind: str) -> str:
+    """`kind` as registered when exactly one registered kind matches it ignoring case
+    (operators type `quicksort` for QUICKSORT); otherwise `kind` unchanged."""
+    if not isinstance(kind, str) or registry.kind(kind) is not None:
+        return kind
+    same = [k.kind for k in registry.known_kinds() if k.kind.casefold() == kind.casefold()]
+    return same[0] if len(same) == 1 else kind
+
+
 def cancel_incident(incident_id: Any, *, reason: str = "", by: str = "") -> bool:
     """Cancel: CANCELLED with a reason; queued messages are not handled; cleanup runs once
     nothing is in flight. False if the incident had already ended."""
@@ -61,6 +70,7 @@ class KillReport:
     incident_id: str
     killed: bool  # False: it had ended already (it was still cleaned up at once)
     stopped_messages: int
+    status: str = IncidentStatus.KILLED  # if not killed: the status it had ended with
 
 
 def kill_incident(incident_id: Any, *, reason: str = "", by: str = "") -> KillReport:
@@ -76,10 +86,15 @@ def kill_incident(incident_id: Any, *, reason: str = "", by: str = "") -> KillRe
         outbox.publish_on_commit(outbox.end_incident(ending, originator=""))
         if in_flight:
             transaction.on_commit(lambda: _revoke(in_flight))
-    logger.warning("incident %s killed by %s: %d message(s) stopped", incident.pk, by or "?",
-                   len(in_flight))
-    return KillReport(str(incident.pk), incident.status in LIVE_INCIDENT_STATUSES,
-                      len(in_flight))
+    killed = incident.status in LIVE_INCIDENT_STATUSES
+    if killed:
+        logger.warning("incident %s killed by %s: %d message(s) stopped", incident.pk,
+                       by or "?", len(in_flight))
+    else:  # not a kill: it keeps the status it ended with
+        logger.info("incident %s had already ended (%s); cleanup forced by %s: %d message(s) "
+                    "stopped", incident.pk, incident.status, by or "?", len(in_flight))
+    return KillReport(str(incident.pk), killed, len(in_flight),
+                      IncidentStatus.KILLED if killed else incident.status)
 
 
 def _revoke(message_ids: list[str]) -> None:
@@ -90,12 +105,3 @@ def _revoke(message_ids: list[str]) -> None:
     except Exception:  # the log already says NOT PROCESSED; revoking only saves work
         logger.warning("could not broadcast revoke of %d message(s)", len(message_ids),
                        exc_info=True)
-
-
-def kill_live_incidents(*, kind: str | None = None, reason: str = "",
-                        by: str = "") -> list[KillReport]:
-    """The seed's killIncidents: kill every PENDING or ACTIVE incident (of `kind`)."""
-    live = Incident.objects.filter(status__in=LIVE_INCIDENT_STATUSES)
-    if kind:
-        live = live.filter(kind=kind)
-    return [kill_incident(pk, reason=reason, by=by) for pk in live.values_list("pk", flat=True)]

@@ -1,11 +1,55 @@
 """Helpers shared by the incident management commands."""
 from __future__ import annotations
 
+import argparse
 import getpass
 import json
+import logging
 from typing import Any
 
-from django.core.management.base import CommandError
+from django.core.management.base import BaseCommand, CommandError
+
+#: The engine's and the workflows' loggers; their INFO lines are for workers, not commands.
+ENGINE_LOGGERS = ("incidents", "workflows")
+#: Django's --verbosity (0-3) -> the least severe log line a command shows.
+LOG_LEVEL_BY_VERBOSITY = {0: logging.ERROR, 1: logging.WARNING, 2: logging.INFO, 3: logging.DEBUG}
+
+
+class IncidentCommand(BaseCommand):
+    """A command that prints its result on stdout; the engine's log lines show from -v 2."""
+
+    def execute(self, *args: Any, **options: Any) -> Any:
+        level = LOG_LEVEL_BY_VERBOSITY.get(options.get("verbosity", 1), logging.DEBUG)
+        loggers = [logging.getLogger(name) for name in ENGINE_LOGGERS]
+        # Restored afterwards: call_command() may run in a process that keeps logging.
+        saved = [logger.level for logger in loggers]
+        for logger in loggers:
+            logger.setLevel(max(level, logger.getEffectiveLevel()))
+        try:
+            return super().execute(*args, **options)
+        finally:
+            for logger, old in zip(loggers, saved, strict=True):
+                logger.setLevel(old)
+
+
+def positive_int(text: str) -> int:
+    """argparse type for counts such as --limit."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive number, not {text!r}")
+    return value
+
+
+def confirm(question: str) -> bool:
+    """Ask on the terminal, as `celery purge` does; only y or yes goes ahead."""
+    try:
+        answer = input(f"{question} [y/N] ")
+    except (EOFError, OSError):  # no terminal to answer (a script without --noinput)
+        return False
+    return answer.strip().lower() in ("y", "yes")
 
 
 def json_object(text: str | None, option: str) -> dict[str, Any] | None:

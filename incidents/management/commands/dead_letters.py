@@ -3,17 +3,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand
-
 from incidents.engine import deadletter
 
+from ._common import IncidentCommand, positive_int
 
-class Command(BaseCommand):
+
+class Command(IncidentCommand):
     help = ("List messages rejected into the _dead_letter queue (not JSON, pickle, foreign, "
             "unknown ids), oldest first. They stay queued unless --purge.")
 
     def add_arguments(self, parser: Any) -> None:
-        parser.add_argument("--limit", type=int, default=100)
+        parser.add_argument("--limit", type=positive_int, default=100,
+                            help="at most this many (oldest)")
         parser.add_argument("--purge", action="store_true", help="remove the ones listed")
 
     def handle(self, *args: Any, **opts: Any) -> None:

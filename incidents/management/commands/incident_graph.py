@@ -4,17 +4,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
-from incidents.engine import graph
+from incidents.engine import graph, incidents_db
 from incidents.exceptions import WorkflowError
 
+from ._common import IncidentCommand
 
-class Command(BaseCommand):
+
+class Command(IncidentCommand):
     help = "Draw the graph of one incident from its message log (DOT text, SVG or PNG)."
 
     def add_arguments(self, parser: Any) -> None:
-        parser.add_argument("incident_id", help="the IncidentID returned by CreateIncident()")
+        parser.add_argument("incident_id", help="the IncidentID, or its first 8+ characters")
         parser.add_argument("-o", "--output", type=Path, help="file to write (default: stdout)")
         parser.add_argument("--format", choices=graph.FORMATS, help="default: from -o's extension, else dot")
 
@@ -26,7 +28,7 @@ class Command(BaseCommand):
         if output is None and fmt == "png" and self.stdout.isatty():
             raise CommandError("a PNG would garble the terminal; write it to a file with -o FILE.png")
         try:
-            data = graph.render(incident_id, fmt)
+            data = graph.render(incidents_db.resolve(incident_id, where="graph"), fmt)
             if output:
                 output.write_bytes(data)
         except WorkflowError as exc:

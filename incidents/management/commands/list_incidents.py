@@ -3,22 +3,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.utils import timezone
 from django.utils.timesince import timesince
 
 from incidents.models import Incident, IncidentStatus, MessageStatus
 from incidents.queries import with_message_counts
 
+from ._common import IncidentCommand, positive_int
 
-class Command(BaseCommand):
+
+class Command(IncidentCommand):
     help = "List incidents: id, name, kind, status, owner, age, messages by status, area."
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--status", help=f"one of {', '.join(IncidentStatus.values)}")
         parser.add_argument("--kind", help="only incidents of this kind")
         parser.add_argument("--owner", help="only incidents of this owner (user_id)")
-        parser.add_argument("--limit", type=int, default=50, help="at most this many (newest)")
+        parser.add_argument("--limit", type=positive_int, default=50, help="at most this many (newest)")
 
     def handle(self, *args: Any, **opts: Any) -> None:
         incidents = Incident.objects.all()
