@@ -34,7 +34,7 @@ STEPS = [
     (ledger, "finish_and_log", "the commit in one statement (PostgreSQL)"),
     (ledger, "finish", "the fenced finish (SQLite: in the commit's transaction)"),
     (ledger, "insert", "logging the sent message (SQLite: in the same transaction)"),
-    (outbox, "mark_published", "marking confirmed messages SENT (about once a second)"),
+    (outbox, "mark_published", "marking published messages SENT (about once a second)"),
     (outbox, "publish", "publishing after the commit (Celery's send_task)"),
 ]
 
