@@ -167,3 +167,14 @@ def test_a_handler_over_its_time_limit_is_stopped_and_logged_error(workers):
     workflow.FlushMessages()
     assert wait_until(lambda: ended(other)).status == IncidentStatus.COMPLETE
     assert worker.process.poll() is None
+
+
+def test_a_worker_told_to_consume_a_queue_no_handler_serves_says_so_at_start(workers):
+    worker = workers.start("typo", queues=["probe_chain", "prob_chain"])
+    # The warning comes before the worker says it is ready, which start() waited for.
+    [warning] = [line for line in worker.log_text().splitlines()
+                 if "no loaded workflow module" in line]
+    assert "consumes prob_chain, but" in warning  # the typo, and only it
+    assert "probe_chain" in warning.split("queues with handlers:")[1]  # what exists
+    plain = workers.start("every-queue")  # no -Q: every registered queue, no warning
+    assert "no loaded workflow module" not in plain.log_text()
