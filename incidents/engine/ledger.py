@@ -140,6 +140,40 @@ def finish(message_id: str, attempt: int, status: str, *, claimed: bool, receive
         duration=duration, comment=comment)))
 
 
+_INSERTED = ("id", "incident", "originator", "destination", "src_tag", "dest_tag", "status",
+             "submitted", "attempts", "consumer", "publish_failures", "comment", "body")
+
+
+def _values(rows: int) -> str:
+    one = "(" + ", ".join(["%s"] * len(_INSERTED)) + ")"
+    return "VALUES " + ", ".join([one] * rows)
+
+
+def _insert_into(source: str) -> str:
+    """INSERT of log rows from `source` (VALUES or a SELECT); an existing id is left alone."""
+    columns = ", ".join(_column(MessageLog, name) for name in _INSERTED)
+    return (f"INSERT INTO {_table(MessageLog)} ({columns}) {source} "
+            f"ON CONFLICT ({_column(MessageLog, 'id')}) DO NOTHING")
+
+
+@functools.cache
+def _insert_sql(vendor: str, rows: int) -> str:
+    return _insert_into(_values(rows))
+
+
+def insert(rows: Sequence[MessageLog]) -> None:
+    """Log committed messages (QUEUED), inside the caller's transaction; a row that exists is
+    left alone (a rerun of a handler regenerates the same MessageIDs)."""
+    if not rows:
+        return
+    _execute(_insert_sql(connection.vendor, len(rows)), _insert_params(rows))
+
+
+def _insert_params(rows: Sequence[MessageLog]) -> list[Any]:
+    return [_prep(MessageLog, name, getattr(row, _field(MessageLog, name).attname))
+            for row in rows for name in _INSERTED]
+
+
 def commits_in_one_statement() -> bool:
     """Whether finish_and_log() can run as one statement (PostgreSQL's data-modifying WITH),
     without a transaction around it."""
@@ -151,13 +185,10 @@ def _finish_and_log_sql(vendor: str, claimed: bool, rows: int) -> str:
     finish = _finish_sql(vendor, claimed) + " RETURNING 1"
     if not rows:
         return f"WITH finished AS ({finish}) SELECT count(*) FROM finished"
-    columns = ", ".join(_column(MessageLog, name) for name in _INSERTED)
-    one = "(" + ", ".join(["%s"] * len(_INSERTED)) + ")"
-    return (f"WITH finished AS ({finish}), logged AS (INSERT INTO {_table(MessageLog)} "
-            f"({columns}) SELECT * FROM (VALUES {', '.join([one] * rows)}) AS sent "
-            f"WHERE EXISTS (SELECT 1 FROM finished) "
-            f"ON CONFLICT ({_column(MessageLog, 'id')}) DO NOTHING RETURNING 1) "
-            f"SELECT count(*) FROM finished")
+    logged = _insert_into(f"SELECT * FROM ({_values(rows)}) AS sent "
+                          "WHERE EXISTS (SELECT 1 FROM finished)")
+    return (f"WITH finished AS ({finish}), logged AS ({logged} RETURNING 1) "
+            "SELECT count(*) FROM finished")
 
 
 def finish_and_log(message_id: str, attempt: int, *, claimed: bool, received: datetime,
@@ -199,32 +230,6 @@ def stop_in_flight(incident_id: str, comment: str) -> list[str]:
     MessageLog.objects.filter(pk__in=in_flight, status__in=IN_FLIGHT_STATUSES).update(
         status=MessageStatus.NOT_PROCESSED, completed=timezone.now(), comment=comment)
     return in_flight
-
-
-_INSERTED = ("id", "incident", "originator", "destination", "src_tag", "dest_tag", "status",
-             "submitted", "attempts", "consumer", "publish_failures", "comment", "body")
-
-
-@functools.cache
-def _insert_sql(vendor: str, rows: int) -> str:
-    columns = ", ".join(_column(MessageLog, name) for name in _INSERTED)
-    one = "(" + ", ".join(["%s"] * len(_INSERTED)) + ")"
-    conflict = f" ON CONFLICT ({_column(MessageLog, 'id')}) DO NOTHING"
-    return (f"INSERT INTO {_table(MessageLog)} ({columns}) VALUES "
-            + ", ".join([one] * rows) + conflict)
-
-
-def insert(rows: Sequence[MessageLog]) -> None:
-    """Log committed messages (QUEUED), inside the caller's transaction; a row that exists is
-    left alone (a rerun of a handler regenerates the same MessageIDs)."""
-    if not rows:
-        return
-    _execute(_insert_sql(connection.vendor, len(rows)), _insert_params(rows))
-
-
-def _insert_params(rows: Sequence[MessageLog]) -> list[Any]:
-    return [_prep(MessageLog, name, getattr(row, _field(MessageLog, name).attname))
-            for row in rows for name in _INSERTED]
 
 
 def mark_sent(ids: Sequence[str], *, skip_locked: bool = False) -> None:
