@@ -53,7 +53,8 @@ test-services: install
 	elif [ "$$WF_REQUIRE_SERVICES" = 1 ]; then \
 	  $(PY) -m tests.stack check; \
 	else \
-	  echo "SKIPPED the RabbitMQ + PostgreSQL pass: no server on 127.0.0.1; start them with"; \
+	  echo "SKIPPED the RabbitMQ + PostgreSQL pass: not both usable (reasons above: none"; \
+	  echo "listening, or not the project's, refusing its login); start the project's with"; \
 	  echo "  sudo .ci/services   (needs rabbitmq-server, postgresql, redis-server)"; \
 	fi
 

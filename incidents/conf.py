@@ -30,6 +30,10 @@ DEFAULTS: dict[str, Any] = {
     # persist lock (from its own first Put until its commit); then the run is dropped and its
     # message retried later, so two handlers waiting on each other cannot hang for ever.
     "PERSIST_WAIT_SECONDS": 60.0,
+    # Seconds an ended incident's cleanup waits for messages no worker has taken (a queue
+    # nobody consumes): then they are logged NOT PROCESSED and the cleanup goes on. Messages
+    # whose handler is running are always waited for (a Kill stops those).
+    "CLEANUP_WAIT_SECONDS": 300.0,
     # Retry delays (seconds) for a message waiting for an atomic handler's lock or for cleanup.
     "RETRY_MIN_SECONDS": 0.05,
     "RETRY_MAX_SECONDS": 5.0,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 import uuid
 
 import pytest
@@ -188,6 +189,36 @@ def test_cleanup_waits_while_a_message_is_in_flight(incident_id):
     run_until_idle()  # the in-flight message is logged NOT PROCESSED, then cleanup runs
     assert MessageLog.objects.get(destination="probe_chain").status == MessageStatus.NOT_PROCESSED
     assert Incident.objects.get(pk=incident_id).cleaned_at is not None
+
+
+def test_cleanup_stops_waiting_for_a_queue_nobody_consumes(incident_id, settings):
+    settings.WORKFLOW_CLEANUP_WAIT_SECONDS = 60
+    workflow.send(message={"IncidentID": incident_id}, queue="nobody_consumes_this")
+    workflow.FlushMessages()
+    workflow.Cancel(incident_id, reason="stop")
+    workflow.FlushMessages()
+    cleanup = MessageLog.objects.get(destination=CLEANUP_QUEUE)
+    with pytest.raises(Deferred, match="waits for messages in flight"):  # not yet: 59 s
+        dispatch.deliver(CLEANUP_QUEUE, cleanup.body, waiting_since=time.time() - 59)
+    assert dispatch.deliver(CLEANUP_QUEUE, cleanup.body,
+                            waiting_since=time.time() - 61).result is Result.COMPLETE
+    stranded = MessageLog.objects.get(destination="nobody_consumes_this")
+    assert stranded.status == MessageStatus.NOT_PROCESSED
+    assert "no worker took it within 61 s" in stranded.comment
+    assert Incident.objects.get(pk=incident_id).cleaned_at is not None
+
+
+def test_cleanup_keeps_waiting_for_a_running_handler(incident_id, settings):
+    settings.WORKFLOW_CLEANUP_WAIT_SECONDS = 60
+    workflow.send(message={"IncidentID": incident_id, "left": 0}, queue="probe_chain")
+    workflow.FlushMessages()
+    MessageLog.objects.filter(destination="probe_chain").update(status=MessageStatus.PROCESSING)
+    workflow.Cancel(incident_id, reason="stop")
+    workflow.FlushMessages()
+    cleanup = MessageLog.objects.get(destination=CLEANUP_QUEUE)
+    with pytest.raises(Deferred, match="waits for messages in flight"):
+        dispatch.deliver(CLEANUP_QUEUE, cleanup.body, waiting_since=time.time() - 3600)
+    assert MessageLog.objects.get(destination="probe_chain").status == MessageStatus.PROCESSING
 
 
 def test_forced_cleanup_does_not_wait(incident_id):

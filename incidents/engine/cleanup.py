@@ -4,9 +4,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from incidents.engine import context, ledger, locks, scratch
+from django.db import transaction
+
+from incidents.engine import context, ledger, locks, result_files, scratch
 from incidents.engine.registry import HandlerSpec
-from incidents.models import IN_FLIGHT_STATUSES, HandlerState, MessageLog
+from incidents.models import IN_FLIGHT_STATUSES, HandlerState, MessageLog, MessageStatus
 
 logger = logging.getLogger(__name__)
 
@@ -23,6 +25,23 @@ def must_wait(message: dict[str, Any]) -> bool:
     """Cleanup waits (by retrying later) while the incident still has messages in flight."""
     return not message.get("force") and in_flight(
         message["IncidentID"], besides=message.get("MessageID")) > 0
+
+
+def stop_waiting(message: dict[str, Any], waited: float) -> bool:
+    """After waiting `waited` seconds: give up on the messages no worker has taken, so the
+    cleanup can go on. False while a handler of the incident is still running."""
+    incident_id = message["IncidentID"]
+    with transaction.atomic():
+        if MessageLog.objects.filter(incident_id=incident_id,
+                                     status=MessageStatus.PROCESSING).exists():
+            return False
+        abandoned = ledger.abandon_waiting(
+            incident_id, besides=message["MessageID"],
+            comment=f"no worker took it within {waited:.0f} s of the incident's end")
+    logger.warning("incident %s: cleanup stopped waiting after %.0f s; logged NOT PROCESSED "
+                   "what no worker took, per queue: %s (is a worker consuming those queues?)",
+                   incident_id, waited, abandoned)
+    return True
 
 
 def _cleanup(message: dict[str, Any]) -> None:
@@ -44,6 +63,7 @@ def _remove_leftovers(message: dict[str, Any]) -> None:
         removed["messages"], _ = (MessageLog.objects.filter(incident_id=incident_id)
                                   .exclude(pk=message["MessageID"]).delete())
     removed["scratch_dirs"] = int(scratch.remove(incident_id))
+    removed["expired_results"] = result_files.expire_batch()  # any incident's: no cron needed
     ledger.mark_cleaned(incident_id)
     logger.info("incident %s cleaned up: %s", incident_id, removed)
 

@@ -1,7 +1,7 @@
-"""The worker's consumer: a message Celery cannot decode (not JSON, pickle), or that must not
-be decoded at all (engine/screening.py), is rejected into the dead-letter queue instead of
-being acknowledged and lost or killing the worker; on the embedded broker, a shutdown does
-not wait for the current drain to time out."""
+"""The worker's consumer: a message Celery cannot decode (not JSON, pickle), that is no Celery
+task, or that must not be decoded at all (engine/screening.py), is set aside in the dead-letter
+queue with the reason instead of being acknowledged and lost or killing the worker; on the
+embedded broker, a shutdown does not wait for the current drain to time out."""
 from __future__ import annotations
 
 import logging
@@ -9,7 +9,7 @@ from typing import Any
 
 from celery.worker.consumer import Consumer as CeleryConsumer
 
-from incidents.engine import screening
+from incidents.engine import deadletter, screening
 
 logger = logging.getLogger(__name__)
 
@@ -20,9 +20,13 @@ def _queue_of(message: Any) -> str:
 
 class Consumer(CeleryConsumer):
     def on_decode_error(self, message: Any, exc: Exception) -> None:
-        logger.error("queue %s: rejected an undecodable message (content type %r): %s",
-                     _queue_of(message), message.content_type, exc)
-        message.reject(requeue=False)
+        self._set_aside(message, f"undecodable ({message.content_type}): {exc}")
+
+    def on_unknown_message(self, body: Any, message: Any) -> None:
+        self._set_aside(message, "not a Celery task message (no 'task' header)")
+
+    def on_invalid_task(self, body: Any, message: Any, exc: Exception) -> None:
+        self._set_aside(message, f"invalid task message: {exc}")
 
     def create_task_handler(self, *args: Any, **kwargs: Any) -> Any:
         handle = super().create_task_handler(*args, **kwargs)
@@ -31,12 +35,17 @@ class Consumer(CeleryConsumer):
             why = screening.refusal(message.body, message.headers)
             if why is None:
                 return handle(message)
-            logger.error("queue %s: rejected message %s: %s", _queue_of(message),
-                         (message.headers or {}).get("id", "?"), why)
-            message.reject(requeue=False)  # dead-lettered into _dead_letter
+            self._set_aside(message, why)
             return None
 
         return on_task_received
+
+    @staticmethod
+    def _set_aside(message: Any, reason: str) -> None:
+        queue = _queue_of(message)
+        logger.error("queue %s: message %s set aside in %s: %s", queue,
+                     (message.headers or {}).get("id", "?"), deadletter.DEAD_LETTER_QUEUE, reason)
+        deadletter.reject(message, queue, reason)
 
     def connect(self) -> Any:
         connection = super().connect()

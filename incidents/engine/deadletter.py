@@ -1,9 +1,10 @@
 """The dead-letter queue: messages no handler may take (not JSON, pickle, foreign, unknown
-ids) are rejected into `_dead_letter`, where operators can inspect them."""
+ids) are set aside in `_dead_letter`, with the reason, where operators can inspect them."""
 from __future__ import annotations
 
 import functools
 import json
+import logging
 from dataclasses import dataclass
 from queue import Empty
 from typing import Any
@@ -12,7 +13,12 @@ from kombu import Exchange, Queue
 
 from incidents.engine import celery_app
 
+logger = logging.getLogger(__name__)
+
 DEAD_LETTER_QUEUE = "_dead_letter"
+# Headers of a message the engine set aside itself: the broker's own dead-lettering (x-death)
+# knows only "rejected".
+REASON_HEADER, QUEUE_HEADER = "x-wf-reason", "x-wf-queue"
 # RabbitMQ re-publishes a rejected message through the default exchange to this queue; the
 # embedded broker does the same itself (fsbroker.Channel.basic_reject).
 QUEUE_ARGUMENTS = {"x-dead-letter-exchange": "", "x-dead-letter-routing-key": DEAD_LETTER_QUEUE}
@@ -32,6 +38,37 @@ def dead_letter_queue() -> Queue:
 
 def declare(connection: Any) -> None:
     dead_letter_queue().bind(connection.default_channel).declare()
+
+
+def set_aside(body: bytes | str, *, queue: str, reason: str, content_type: str | None,
+              content_encoding: str | None, headers: dict[str, Any] | None) -> bool:
+    """Publish a copy of a message to the dead-letter queue with the reason it was refused.
+    False when that failed: the caller then rejects it, and the broker dead-letters it
+    without the reason."""
+    app = celery_app.get()
+    try:
+        with app.producer_or_acquire() as producer:  # confirmed, as Celery's own publishes
+            producer.publish(
+                body, exchange="", routing_key=DEAD_LETTER_QUEUE, declare=[dead_letter_queue()],
+                content_type=content_type or "application/data",
+                content_encoding=content_encoding or "binary", delivery_mode="persistent",
+                headers={**(headers or {}), REASON_HEADER: reason[:1000], QUEUE_HEADER: queue})
+    except Exception as exc:  # a broker error of any transport
+        logger.warning("queue %s: could not set a message aside with its reason (%r); "
+                       "rejecting it instead", queue, exc)
+        return False
+    return True
+
+
+def reject(message: Any, queue: str, reason: str) -> None:
+    """Move a received kombu message to the dead-letter queue with its reason."""
+    # kombu has decompressed the body already: the copy goes uncompressed.
+    headers = {k: v for k, v in (message.headers or {}).items() if k != "compression"}
+    if set_aside(message.body, queue=queue, reason=reason, content_type=message.content_type,
+                 content_encoding=message.content_encoding, headers=headers):
+        message.ack()  # after the copy is confirmed: a crash between leaves two, never none
+    else:
+        message.reject(requeue=False)
 
 
 def count() -> int:
@@ -59,8 +96,10 @@ def _describe(message: Any) -> DeadLetter:
     text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else (
         body if isinstance(body, str) else json.dumps(body, default=repr))
     return DeadLetter(
-        queue=str(headers.get("x-first-death-queue") or deaths[0].get("queue", "?")),
-        reason=str(headers.get("x-first-death-reason") or deaths[0].get("reason", "?")),
+        queue=str(headers.get(QUEUE_HEADER) or headers.get("x-first-death-queue")
+                  or deaths[0].get("queue", "?")),
+        reason=str(headers.get(REASON_HEADER) or headers.get("x-first-death-reason")
+                   or deaths[0].get("reason", "?")),
         content_type=str(message.content_type), task=str(headers.get("task", "")),
         body=text[:500])
 

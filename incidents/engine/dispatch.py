@@ -123,7 +123,10 @@ def _incident_not_served(d: Delivery) -> Outcome | None:
 
 
 def _cleanup_waits(d: Delivery) -> Outcome | None:
-    if d.spec.internal and cleanup.must_wait(d.message):
+    if not (d.spec.internal and cleanup.must_wait(d.message)):
+        return None
+    waited = time.time() - (d.waiting_since or time.time())
+    if waited < conf.get("CLEANUP_WAIT_SECONDS") or not cleanup.stop_waiting(d.message, waited):
         raise Deferred(f"cleanup of incident {d.incident_id} waits for messages in flight",
                        delay=locks.retry_delay(d.retries), incident_id=d.incident_id,
                        queue=d.queue)

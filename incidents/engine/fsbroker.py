@@ -296,6 +296,8 @@ class Transport(filesystem.Transport):
     recoverable_channel_errors = ()
     #: Set by the worker's consumer (engine/consumer.py) on its own connection.
     worker_consumer = False
+    # Files need no host: without this kombu warns "No hostname was supplied" per connection.
+    default_connection_params: dict[str, Any] = {}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -220,6 +221,16 @@ def give_up(message_id: str, attempts: int, reason: str) -> bool:
     return bool(MessageLog.objects.filter(pk=message_id, attempts=attempts,
                                           status__in=IN_FLIGHT_STATUSES).update(
         status=MessageStatus.ERROR, completed=timezone.now(), comment=reason))
+
+
+def abandon_waiting(incident_id: str, *, besides: str, comment: str) -> Counter[str]:
+    """The incident's messages no worker took (QUEUED/SENT, but `besides`) -> NOT PROCESSED;
+    how many per queue."""
+    rows = (MessageLog.objects.select_for_update()
+            .filter(incident_id=incident_id, status__in=WAITING_STATUSES).exclude(pk=besides))
+    abandoned = Counter(rows.values_list("destination", flat=True))
+    rows.update(status=MessageStatus.NOT_PROCESSED, completed=timezone.now(), comment=comment)
+    return abandoned
 
 
 def stop_in_flight(incident_id: str, comment: str) -> list[str]:

@@ -1,6 +1,7 @@
 """One Celery task per handler queue, named workflow.<queue>; each calls dispatch.deliver()."""
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -30,6 +31,19 @@ def _retry_later(task: Any, countdown: float, **kwargs: Any) -> Exception:
         # after a pause so a broker that takes no publishes is not asked again at once.
         time.sleep(1)
         return Reject(str(failed), requeue=True)
+
+
+def _set_aside(task: Any, queue: str, reason: str) -> None:
+    """Dead-letter the message being handled, with the reason (dispatch logged it already).
+    The pool process has its arguments, not its bytes: the copy is the same message built
+    again. If that fails, a Reject has the broker dead-letter the original."""
+    request = task.request
+    body = json.dumps([list(request.args or ()), request.kwargs or {},
+                       {"callbacks": None, "errbacks": None, "chain": None, "chord": None}])
+    if not deadletter.set_aside(body, queue=queue, reason=reason,
+                                content_type="application/json", content_encoding="utf-8",
+                                headers={"id": request.id, "task": task.name}):
+        raise Reject(reason, requeue=False)
 
 
 def bind_queue(queue: str, time_limit: float | None = None) -> None:
@@ -69,8 +83,7 @@ def bind_queue(queue: str, time_limit: float | None = None) -> None:
             raise _retry_later(self, locks.retry_delay(errors + 4),
                                kwargs={"retake": True, "errors": errors + 1}) from exc
         if outcome.result is dispatch.Result.REJECTED:
-            raise Reject(f"not a message of ours: {outcome.error or 'unknown message'}",
-                         requeue=False)  # dead-lettered into _dead_letter
+            _set_aside(self, queue, f"not a message of ours: {outcome.error or 'unknown message'}")
         return outcome.result.value
 
     # Celery compiles a signature check from the function's name: keep it an identifier

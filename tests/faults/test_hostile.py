@@ -74,9 +74,14 @@ def test_broken_and_foreign_messages_are_dead_lettered_and_the_worker_carries_on
     assert {letter.queue for letter in letters} == {QUEUE}
     assert any("not json" in letter.body for letter in letters)
     assert any(letter.content_type == "application/x-python-serialize" for letter in letters)
+    reasons = " | ".join(letter.reason for letter in letters)
+    for reason in ("undecodable (application/json)", "Refusing to deserialize untrusted content",
+                   "no 'task' header", "no MessageID or IncidentID", "not in the message log"):
+        assert reason in reasons  # stored with the dead letter, not only in the worker's log
+    assert "rejected" not in reasons
     log = worker.log_text()
-    assert "undecodable message" in log and "not in the message log" in log
-    assert "no MessageID or IncidentID" in log
+    assert "Traceback" not in log, log  # one line per dead letter
+    assert "not in the message log" in log
     assert worker.process.poll() is None  # still running
     assert MessageLog.objects.filter(incident_id=known).count() == 5  # 4 hops + cleanup
 
@@ -93,6 +98,7 @@ def test_dead_letters_command_lists_and_purges(workers):
     out = StringIO()
     call_command("dead_letters", stdout=out)
     assert f"from {QUEUE}" in out.getvalue() and "1 dead letter(s)" in out.getvalue()
+    assert "undecodable (application/json): Expecting" in out.getvalue()  # the reason
     out = StringIO()
     call_command("dead_letters", "--purge", stdout=out)
     assert "1 dead letter(s) purged" in out.getvalue()
@@ -113,9 +119,10 @@ def test_poison_messages_are_dead_lettered_before_anything_decodes_them(workers)
         publish_raw(celery_body({"IncidentID": known}), "application/json",
                     {**celery_headers(str(uuid.uuid4())), "eta": "2031-01-01T00:00:00+00:00",
                      "retries": retries})
-    a_real_incident_completes_and_dead_letters_number(known, 4)
+    letters = a_real_incident_completes_and_dead_letters_number(known, 4)
+    reasons = " | ".join(letter.reason for letter in letters)
     log = worker.log_text()
     for reason in ("nests deeper than 103 levels", "compressed", "the engine did not set",
                    "further off than any retry"):
-        assert reason in log
+        assert reason in log and reason in reasons
     assert "Unrecoverable error" not in log and worker.process.poll() is None
