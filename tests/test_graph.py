@@ -1,9 +1,13 @@
-"""The incident graph: nodes and edges from the message log, colours, labels, collapse, rendering."""
+"""The incident graph: nodes and edges from the message log, one component from Start to the
+end, colours, line styles and legend, labels, collapse, rendering."""
 from __future__ import annotations
 
 import io
+import re
 import uuid
+import xml.etree.ElementTree as ET
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,12 +15,30 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from incidents import workflow
-from incidents.engine import graph
-from incidents.engine.graph import GREEN, GREY, ORANGE, RED, WHITE, Edge
-from incidents.exceptions import MessageError, UnknownIncident, WorkflowConfigError
-from incidents.models import MessageLog
+from incidents.engine import graph, ledger, operations, registry
+from incidents.engine.graph import (
+    END,
+    ENDED,
+    FAINT,
+    GREEN,
+    GREY,
+    INFERRED,
+    NEVER_RAN,
+    ORANGE,
+    RED,
+    START,
+    WHITE,
+    Edge,
+)
+from incidents.exceptions import MessageError, UnknownIncident, WorkflowConfigError, WorkflowError
+from incidents.models import IncidentStatus, MessageLog, MessageStatus
+from incidents.testing import run_until_idle
+from workflows import julia, wildfire
+from workflows.wildfire import synthetic
 
 LEAF_SIZE = 16  # as in workflows/quicksort.py
+registry.load_workflow_modules(["workflows.julia", "workflows.wildfire"])  # whatever WORKFLOW_MODULES says
+FIRMS = Path(__file__).parent / "data" / "firms"
 
 
 def log_row(incident_id: str, originator: str, destination: str, *, src_tag: str = "",
@@ -57,7 +79,36 @@ def seed(incident: str, log: Callable[..., MessageLog]) -> str:
 
 
 def edges_of(incident_id: str) -> list[tuple[str, str]]:
-    return [(edge.sender, edge.receiver) for edge in graph.build(incident_id).edges]
+    """The edges that stand for messages (not the inferred links or the end)."""
+    return [(edge.sender, edge.receiver) for edge in graph.build(incident_id).edges
+            if edge.outcome not in (INFERRED, ENDED)]
+
+
+DOT_NAME = r'"((?:[^"\\]|\\.)*)"'
+
+
+def dot_components(dot: str) -> tuple[set[str], set[str], set[str]]:
+    """From DOT text: the declared nodes, those no edge enters, and those reached from Start."""
+    nodes = set(re.findall(rf"^  {DOT_NAME} \[", dot, re.MULTILINE))
+    edges = re.findall(rf"^  {DOT_NAME} -> {DOT_NAME}", dot, re.MULTILINE)
+    reached, frontier = set(), [START]
+    while frontier:
+        name = frontier.pop()
+        if name not in reached:
+            reached.add(name)
+            frontier += [receiver for sender, receiver in edges if sender == name]
+    return nodes, nodes - {receiver for _, receiver in edges}, reached
+
+
+def assert_one_component_from_start(built: graph.Graph) -> None:
+    assert built.unreached() == set()
+    nodes, entered_by_nothing, reached = dot_components(graph.to_dot(built))
+    assert entered_by_nothing == {START}, "exactly one start node"
+    assert reached == nodes
+
+
+def end_edges(built: graph.Graph) -> list[tuple[str, str]]:
+    return [(edge.sender, edge.receiver) for edge in built.edges if edge.outcome == ENDED]
 
 
 def node_line(dot: str, name: str) -> str:
@@ -117,6 +168,8 @@ def test_tags_name_the_nodes_instead_of_handlers_and_queues(incident, log):
 def test_a_message_with_only_a_source_tag_reaches_its_queue_node(incident, log):
     log("merge_handler", "quicksort_done", src_tag="merge r")
     assert edges_of(incident) == [("merge r", "quicksort_done")]
+    # Where merge_handler ran is not in this log: a dotted link from Start keeps one graph.
+    assert Edge(START, "merge r", 0, INFERRED) in graph.build(incident).edges
 
 
 def test_messages_between_the_same_nodes_make_one_edge_labelled_with_their_count(incident, log):
@@ -128,6 +181,230 @@ def test_messages_between_the_same_nodes_make_one_edge_labelled_with_their_count
     dot = graph.to_dot(built)
     assert '"A" -> "B" [label="3"];' in dot
     assert '"Start" -> "A";' in dot
+
+
+# One graph, from Start to how the incident ended
+
+local = pytest.mark.usefixtures("broker", "transactional_db")
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def svg_edge_strokes(svg: bytes) -> list[dict[str, str]]:
+    """The attributes of each edge's line in an SVG drawing (the legend's samples are not edges)."""
+    return [path.attrib for group in ET.fromstring(svg).iter(f"{SVG}g") if group.get("class") == "edge"
+            for path in group.iter(f"{SVG}path")]
+
+
+def svg_node_fill(svg: bytes, name: str) -> str:
+    node = next(group for group in ET.fromstring(svg).iter(f"{SVG}g")
+                if group.get("class") == "node" and group.findtext(f"{SVG}title") == name)
+    return next(shape.get("fill") for shape in node if shape.tag in (f"{SVG}polygon", f"{SVG}path"))
+
+
+@local
+def test_a_julia_run_is_one_graph_from_start_through_its_tiles_to_the_end():
+    incident_id = operations.start_incident(name="julia", kind=julia.KIND, parameters={
+        "width": 16, "height": 16, "tiles": 2, "max_iter": 5})
+    run_until_idle()
+    built = graph.build(incident_id)
+    assert_one_component_from_start(built)
+    # julia_start_handler tags its sends "start": they leave where its message arrived.
+    assert "start" not in built.nodes
+    tiles = [f"tile {row},{col}" for row in range(2) for col in range(2)]
+    assert sorted(edges_of(incident_id)) == sorted(
+        [(START, "julia_start")] + [("julia_start", t) for t in tiles] + [(t, "stitch") for t in tiles])
+    assert end_edges(built) == [("stitch", END)]
+    assert built.ending == graph.Ending(IncidentStatus.COMPLETE, "julia_stitch_handler")
+
+
+@local
+def test_a_wildfire_run_is_one_graph_from_start_to_the_end():
+    incident_id = operations.start_incident(name="Ridge fire", kind=wildfire.KIND, parameters={
+        "bbox": list(synthetic.REGION), "hotspots": str(FIRMS / "viirs_pass1.csv"),
+        "map_width": 64})
+    run_until_idle()
+    built = graph.build(incident_id)
+    assert_one_component_from_start(built)
+    assert "start" not in built.nodes
+    assert {(START, "wildfire_start"), ("wildfire_start", "ingest")} <= set(edges_of(incident_id))
+    assert any(name.startswith("simulate ") for name in built.nodes)
+    assert end_edges(built) == [("merge", END)]
+    assert built.ending is not None and built.ending.status == IncidentStatus.COMPLETE
+
+
+def test_a_cancelled_quicksort_is_drawn_unlike_a_completed_one(new_incident):
+    numbers = [(n * 7919) % 5001 for n in range(10_000)]
+    done, cancelled = new_incident(), new_incident()
+    MessageLog.objects.bulk_create(quicksort_rows(done, numbers), batch_size=500)
+    ledger.end(done, IncidentStatus.COMPLETE, "", by="done_handler")
+    rows = quicksort_rows(cancelled, numbers)[:-2]  # it never reached quicksort_done
+    for row in rows[-1_103:]:
+        row.status = MessageStatus.NOT_PROCESSED
+    MessageLog.objects.bulk_create(rows, batch_size=500)
+    operations.cancel_incident(cancelled, reason="enough", by="admin")  # its cleanup: from outside
+
+    ok, stopped = graph.build(done), graph.build(cancelled)
+    for built in (ok, stopped):
+        assert_one_component_from_start(built)
+    # The end node: the status, in its colour, entered from what ended the incident.
+    assert ok.ending == graph.Ending(IncidentStatus.COMPLETE, "done_handler")
+    assert stopped.ending == graph.Ending(IncidentStatus.CANCELLED, "admin")
+    assert (ok.ending.colour, stopped.ending.colour) == ("#2e7d32", "#795548")
+    assert end_edges(ok) == [("quicksort_done", END)]
+    assert end_edges(stopped) == [(START, END)]  # the operator, outside any handler
+    # What never ran: dashed grey edges of their own, and counted on the nodes.
+    assert not [edge for edge in ok.edges if edge.outcome == NEVER_RAN]
+    assert sum(edge.messages for edge in stopped.edges if edge.outcome == NEVER_RAN) == 1_103
+    assert sum(node.never_ran for node in stopped.nodes.values()) == 1_103
+    dot = graph.to_dot(stopped)
+    for node in stopped.nodes.values():
+        if node.never_ran:
+            assert f"\\n{node.never_ran:,} never ran" in node_line(dot, node.name)
+    # The drawings: only the cancelled one has dashed lines, all grey; the end nodes differ.
+    ok_svg, stopped_svg = graph.render(done, "svg"), graph.render(cancelled, "svg")
+    assert not [line for line in svg_edge_strokes(ok_svg) if "stroke-dasharray" in line]
+    dashed = [line for line in svg_edge_strokes(stopped_svg) if "stroke-dasharray" in line]
+    assert dashed and {line["stroke"] for line in dashed} == {FAINT}
+    assert svg_node_fill(ok_svg, END) == "#2e7d32"
+    assert svg_node_fill(stopped_svg, END) == "#795548"
+
+
+@local
+def test_a_quicksort_cancelled_while_running_shows_what_never_ran():
+    incident_id = operations.start_incident(name="sort", kind="QUICKSORT",
+                                            parameters={"size": 600, "seed": 3})
+    with pytest.raises(WorkflowError, match="still busy"):
+        run_until_idle(max_messages=12)
+    operations.cancel_incident(incident_id, by="admin")
+    run_until_idle()  # what was queued is delivered and logged NOT PROCESSED
+    built = graph.build(incident_id)
+    never_ran = MessageLog.objects.filter(incident_id=incident_id,
+                                          status=MessageStatus.NOT_PROCESSED).count()
+    assert never_ran > 0
+    assert_one_component_from_start(built)
+    assert sum(edge.messages for edge in built.edges if edge.outcome == NEVER_RAN) == never_ran
+    assert built.ending == graph.Ending(IncidentStatus.CANCELLED, "admin")
+
+
+@pytest.mark.parametrize(("ended", "outcome", "style"), [
+    (False, graph.WAITING, "style=dashed"),
+    (True, NEVER_RAN, f'color="{FAINT}", fontcolor="#757575", style=dashed'),
+])
+def test_messages_still_waiting_are_dashed_and_never_ran_once_the_incident_ended(
+    incident, log, ended, outcome, style
+):
+    log("", "A_queue")
+    log("A_handler", "B_queue", status="SENT")
+    if ended:
+        ledger.end(incident, IncidentStatus.KILLED, "", by="admin")
+    built = graph.build(incident)
+    assert Edge("A", "B", 1, outcome) in built.edges
+    assert f'  "A" -> "B" [{style}];' in graph.to_dot(built)
+    assert built.nodes["B"].colour == (GREY if ended else WHITE)
+
+
+def test_a_failed_incident_draws_its_failed_edge_red_and_its_end_red(incident, log):
+    log("", "A_queue")
+    log("A_handler", "B_queue", status="ERROR")
+    log("B_handler", "_Cleanup")
+    ledger.end(incident, IncidentStatus.ERROR, "B_handler failed", by="B_handler")
+    built = graph.build(incident)
+    assert Edge("A", "B", 1, graph.FAILED) in built.edges
+    assert end_edges(built) == [("B", END)]
+    dot = graph.to_dot(built)
+    assert f'"A" -> "B" [color="{graph.FAILED_RED}", fontcolor="{graph.FAILED_RED}", penwidth=2];' in dot
+    assert (f'"{END}" [label="ERROR\\nby B_handler", fillcolor="#c62828", fontcolor="#ffffff", '
+            "peripheries=2];") in dot
+
+
+def test_a_live_incident_has_no_end_node(seed):
+    built = graph.build(seed)
+    assert built.ending is None and not end_edges(built)
+    assert END not in graph.to_dot(built)
+
+
+def test_a_node_where_nothing_ran_is_grey_and_dashed(incident, log):
+    log("", "A_queue", status="NOT PROCESSED")
+    assert 'fillcolor="#d3d3d3", style="rounded,filled,dashed"' in node_line(
+        graph.to_dot(graph.build(incident)), "A")
+
+
+def test_an_untagged_first_message_and_a_handler_tag_nothing_arrives_at_make_one_node(incident, log):
+    # Julia's shape before a worker ran it: the handler of julia_start tags its sends "start".
+    log("", "julia_start")
+    log("julia_start_handler", "julia_tile", src_tag="start", dest_tag="tile 0,0")
+    assert edges_of(incident) == [(START, "julia_start"), ("julia_start", "tile 0,0")]
+
+
+def test_a_tag_sent_from_a_handler_that_ran_at_a_few_nodes_is_linked_from_each(incident, log):
+    log("", "quicksort_merge", dest_tag="merge rL")
+    log("", "quicksort_merge", dest_tag="merge rR")
+    log("merge_handler", "quicksort_done", src_tag="combine")
+    built = graph.build(incident)
+    assert [edge for edge in built.edges if edge.outcome == INFERRED] == [
+        Edge("merge rL", "combine", 0, INFERRED), Edge("merge rR", "combine", 0, INFERRED)]
+    assert_one_component_from_start(built)
+
+
+def test_a_log_whose_messages_were_cleaned_still_runs_from_start_to_the_end(incident, log):
+    log("done_handler", "_Cleanup")  # CleanMessages=True keeps only the cleanup message
+    ledger.end(incident, IncidentStatus.COMPLETE, "", by="done_handler")
+    built = graph.build(incident)
+    assert built.edges == [Edge(START, "quicksort_done", 0, INFERRED),
+                           Edge("quicksort_done", END, 0, ENDED)]
+    assert_one_component_from_start(built)
+
+
+def test_an_ended_incident_without_a_cleanup_message_is_linked_to_its_end_from_start(incident, log):
+    log("", "A_queue")
+    ledger.end(incident, IncidentStatus.ERROR, "the broker refused it", by="broker")
+    built = graph.build(incident)
+    assert Edge(START, END, 0, INFERRED) in built.edges
+    assert_one_component_from_start(built)
+
+
+def test_a_handler_unknown_to_this_process_is_linked_from_start(incident, log):
+    log("", "A_queue")
+    log("elsewhere_handler", "B_queue")
+    built = graph.build(incident)
+    assert Edge(START, "elsewhere", 0, INFERRED) in built.edges
+    assert_one_component_from_start(built)
+
+
+# Font and legend
+
+
+def test_nodes_edges_and_legend_are_drawn_in_one_font(incident, log, settings):
+    settings.WORKFLOW_GRAPH_MAX_NODES = 2  # a note in the legend too
+    for child in ("rL", "rR"):
+        log("", "quicksort_split", dest_tag=f"split {child}", status="NOT PROCESSED")
+    log("", "quicksort_split", dest_tag="split r")
+    ledger.end(incident, IncidentStatus.KILLED, "", by="admin")
+    dot = graph.to_dot(graph.build(incident))
+    font = f'fontname="{graph.FONT}"'
+    assert f"rankdir=LR; {font};" in dot and f"node [shape=box, style=\"rounded,filled\", {font}]" in dot
+    assert f"edge [{font}," in dot
+    texts = list(ET.fromstring(graph.run_dot(dot, "svg")).iter(f"{SVG}text"))
+    assert len(texts) > 20  # node and edge labels, the legend, the note
+    assert {text.get("font-family") for text in texts} == {"Helvetica,sans-Serif"}
+
+
+def test_the_legend_draws_each_line_style_as_the_edges_are_drawn(incident, log):
+    log("", "A_queue")
+    log("A_handler", "B_queue", status="NOT PROCESSED")
+    log("", "_Cleanup")
+    ledger.end(incident, IncidentStatus.CANCELLED, "", by="admin")
+    svg = graph.render(incident, "svg")
+    text = svg.decode()
+    for meaning in ("messages handled", "failed (ERROR)", "waiting (QUEUED, SENT)",
+                    "never ran (NOT PROCESSED)", "link inferred, not logged", "nothing ran",
+                    "COMPLETE", "CANCELLED", "KILLED"):
+        assert f">{meaning}<" in text
+    [never_ran] = [line for line in svg_edge_strokes(svg) if "stroke-dasharray" in line]
+    samples = {(line.get("stroke"), line.get("stroke-dasharray"))
+               for line in ET.fromstring(svg).iter(f"{SVG}polyline")}  # the legend's lines
+    assert (never_ran["stroke"], never_ran["stroke-dasharray"]) == (FAINT, "5,2")
+    assert (FAINT, "5,2") in samples
 
 
 # Colours and labels
@@ -201,7 +478,7 @@ def test_more_tagged_nodes_than_the_setting_allows_are_collapsed_by_handler(inci
     assert built.edges == [Edge("Start", "quicksort_split", 1),
                            Edge("quicksort_split", "quicksort_split", 2)]
     assert built.note == "4 tagged nodes collapsed by handler"
-    assert 'label="4 tagged nodes collapsed by handler"; labelloc=t;' in graph.to_dot(built)
+    assert "<B>4 tagged nodes collapsed by handler</B>" in graph.to_dot(built)  # atop the legend
 
 
 def test_tagged_nodes_up_to_the_setting_are_kept(incident, log, settings):

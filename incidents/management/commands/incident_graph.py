@@ -13,7 +13,8 @@ from ._common import IncidentCommand
 
 
 class Command(IncidentCommand):
-    help = "Draw the graph of one incident from its message log (DOT text, SVG or PNG)."
+    help = ("Draw the graph of one incident from its message log, from Start to how it ended, "
+            "with a legend (DOT text, SVG or PNG).")
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("incident_id", help="the IncidentID, or its first 8+ characters")
