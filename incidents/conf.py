@@ -55,6 +55,13 @@ DEFAULTS: dict[str, Any] = {
     "GRAPH_MAX_NODES": 200,
     # Root of the per-incident scratch directories (workflow.IncidentDir); empty: var/incidents.
     "SCRATCH_DIR": "",
+    # Folder of the result files handlers attach (workflow.AttachResult); empty: var/results.
+    # A deployment may instead define settings.STORAGES["workflow_results"] (S3 and the like).
+    "RESULTS_DIR": "",
+    # Days a result file is kept after it was attached, once its incident has ended; then
+    # `manage.py prune_results` (and, a batch at a time, each incident's cleanup) deletes
+    # it. 0: keep for ever.
+    "RESULTS_RETENTION_DAYS": 30.0,
     # Serve Prometheus metrics at /metrics; with a token, scrapers must send it as a Bearer.
     "METRICS": False,
     "METRICS_TOKEN": "",

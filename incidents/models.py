@@ -1,8 +1,12 @@
-"""Records of the workflow: incidents, the message log, persisted handler state and locks."""
+"""Records of the workflow: incidents, the message log, persisted handler state, locks and
+result files."""
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
+from django.conf import settings
+from django.core.files.storage import FileSystemStorage, Storage, storages
 from django.db import models
 from django.db.models import Q
 
@@ -176,3 +180,49 @@ class Lock(models.Model):
 
     def __str__(self) -> str:
         return f"{self.label} @ {self.incident_id} by {self.owner}"
+
+
+#: The STORAGES alias that, when a deployment defines it, holds the result files.
+RESULTS_STORAGE = "workflow_results"
+
+
+def results_storage() -> Storage:
+    """Where result files live: settings.STORAGES["workflow_results"] when defined (S3 and the
+    like, the Django way), else a folder: WORKFLOW_RESULTS_DIR, by default var/results."""
+    from incidents import conf
+
+    if RESULTS_STORAGE in settings.STORAGES:
+        return storages[RESULTS_STORAGE]
+    return FileSystemStorage(location=conf.get("RESULTS_DIR") or Path(settings.VAR_DIR) / "results")
+
+
+class ResultFile(models.Model):
+    """A file a handler attached to its incident (workflow.AttachResult): kept after the
+    incident's cleanup, until WORKFLOW_RESULTS_RETENTION_DAYS. One per name and incident."""
+
+    # No index of its own: the unique constraint below starts with it.
+    incident = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="results",
+                                 db_index=False, help_text="The incident the result belongs to.")
+    name = models.CharField(max_length=100, help_text=(
+        "File name given to AttachResult(); attaching the name again replaces the result."))
+    title = models.CharField(max_length=200, blank=True, default="",
+                             help_text="Optional caption shown with it in the admin.")
+    content_type = models.CharField(max_length=100, help_text=(
+        "MIME type it is served with, e.g. image/png (guessed from the name unless given)."))
+    size = models.PositiveBigIntegerField(help_text="Size of the file in bytes.")
+    file = models.FileField(storage=results_storage, max_length=300, help_text=(
+        "The stored file: <IncidentID>/<MessageID or a random id>/<name> in the results storage."))
+    handler = models.CharField(max_length=200, blank=True, default="", help_text=(
+        "Handler that attached it; empty when attached from outside any handler."))
+    created = models.DateTimeField(help_text=(
+        "When it was attached (its handler's commit); retention counts from here."))
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["incident", "name"], name="result_unique_name"),
+        ]
+        indexes = [models.Index(fields=["created"], name="result_created")]
+
+    def __str__(self) -> str:
+        return f"{self.name} @ {self.incident_id}"

@@ -26,11 +26,13 @@ from incidents.engine import (
     locks,
     persist,
     registry,
+    result_files,
     scratch,
     sending,
     tasks,
     worker,
 )
+from incidents.engine.result_files import UnknownResult  # noqa: F401  (re-exported)
 from incidents.engine.validation import (
     check_incident_id,
     check_queue_name,
@@ -47,9 +49,9 @@ from incidents.exceptions import (  # noqa: F401  (re-exported for handler autho
 from incidents.models import LIVE_INCIDENT_STATUSES, IncidentStatus
 
 __all__ = [
-    "Cancel", "CheckLock", "CloseConnection", "Complete", "CreateIncident", "FlushMessages",
-    "GetLock", "IncidentDir", "IsLocked", "OpenConnection", "Persist", "RegisterHandler",
-    "RegisterKind", "ReleaseLock", "SetLoggingLevel",
+    "AttachResult", "Cancel", "CheckLock", "CloseConnection", "Complete", "CreateIncident",
+    "FlushMessages", "GetLock", "IncidentDir", "IsLocked", "OpenConnection", "OpenResult",
+    "Persist", "RegisterHandler", "RegisterKind", "ReleaseLock", "SetLoggingLevel",
     "WorkflowError", "atomic", "execute", "handler", "logger", "send", "setIncidentActive",
 ]
 
@@ -214,13 +216,41 @@ def Cancel(IncidentID: str, reason: str = "", status: str = "CANCELLED", CleanLo
 def IncidentDir(IncidentID: str) -> Path:
     """The incident's scratch directory (created on first use), for temporary files such as
     the seed's hotspots/. The incident's cleanup removes it on Complete, Cancel or Kill:
-    copy anything to keep elsewhere. (An extension of the seed.)"""
+    attach what is to be kept with AttachResult(). (An extension of the seed.)"""
     incident_id = check_incident_id(IncidentID, where="IncidentDir()")
     status = lifecycle.incidents_db.require(incident_id, where="IncidentDir()")
     if status not in LIVE_INCIDENT_STATUSES:  # its cleanup has run, or will not wait for us
         raise MessageError(f"IncidentDir(): incident {incident_id} has ended ({status}); "
                            "its scratch directory goes with its cleanup", incident_id=incident_id)
     return scratch.directory(incident_id)
+
+
+def AttachResult(IncidentID: str, path_or_name: str | Path, data: bytes | str | None = None, *,
+                 title: str = "", content_type: str | None = None) -> str:
+    """Attach a result file to the incident and return its name: the file at a path (as it
+    is now), or `data` (bytes, or text stored as UTF-8) under a name. Results outlive the
+    incident's cleanup (unlike IncidentDir) until WORKFLOW_RESULTS_RETENTION_DAYS after it
+    ends, and show on its page in the admin: images inline, other files as downloads.
+    Attaching a name again replaces that result. Inside a handler the file is stored when
+    the handler returns, and not at all if it raises; outside a handler, at once. (An
+    extension of the seed.)
+
+        workflow.AttachResult(incident_id, workflow.IncidentDir(incident_id) / "map.png",
+                              title="Burnt area after pass 1")
+        workflow.AttachResult(incident_id, "summary.json", json.dumps(summary))
+    """
+    return result_files.attach(IncidentID, path_or_name, data, title=title,
+                               content_type=content_type)
+
+
+def OpenResult(IncidentID: str, name: str) -> Any:
+    """The incident's result file `name` (attached by a handler that has returned), open
+    for reading in binary mode; raises UnknownResult (a LookupError) naming those it has.
+
+        with workflow.OpenResult(incident_id, "map.png") as f:
+            data = f.read()
+    """
+    return result_files.open_result(IncidentID, name)
 
 
 def _lock_args(label: Any, IncidentID: Any, where: str) -> tuple[str, str, str]:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -86,3 +87,10 @@ def test_debug_error_pages_never_show_a_password(tmp_path):
     assert pages["127.0.0.1"][0] == 404
     for _, page in pages.values():
         assert secret not in page
+
+
+def test_every_setting_is_documented():
+    documented = (settings.BASE_DIR / "docs" / "CONFIGURATION.md").read_text()
+    missing = [f"WORKFLOW_{name}" for name in conf.DEFAULTS
+               if not re.search(rf"`WORKFLOW_{name}`", documented)]
+    assert missing == [], f"add these to docs/CONFIGURATION.md: {missing}"

@@ -41,7 +41,7 @@ DOCKERFILE = ROOT / "Dockerfile"
 ENTRYPOINT = ROOT / "deploy" / "entrypoint.sh"
 ENV_EXAMPLE = ROOT / "deploy" / "env.example"
 SCHEMA = Path(__file__).resolve().parent / "data" / "compose-spec.json"
-DOCS = [ROOT / "README.md", ROOT / "docs" / "DEPLOYMENT.md"]
+DOCS = [ROOT / "README.md", ROOT / "docs" / "CONFIGURATION.md", ROOT / "docs" / "DEPLOYMENT.md"]
 
 RABBITMQ_DEFAULT_CONSUMER_TIMEOUT_MS = 30 * 60 * 1000
 # Variables the third-party images read (their documentation on Docker Hub).

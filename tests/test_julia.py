@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
+from incidents import workflow
 from incidents.engine import operations
 from incidents.models import IncidentStatus, MessageLog, MessageStatus
 from workflows import julia
@@ -21,7 +22,7 @@ def test_julia_tiles_are_computed_on_two_workers_and_the_last_one_writes_the_ima
         parameters={"width": 120, "height": 90, "tiles": 3, "max_iter": 40})
     incident = wait_until(lambda: ended(incident_id), what="the julia image")
     assert incident.status == IncidentStatus.COMPLETE
-    with Image.open(julia.image_path(incident_id)) as image:
+    with workflow.OpenResult(incident_id, julia.IMAGE) as stored, Image.open(stored) as image:
         assert image.size == (120, 90) and image.mode == "L"
         assert len(set(image.getdata())) > 2  # a picture, not a blank
     log = MessageLog.objects.filter(incident_id=incident_id)

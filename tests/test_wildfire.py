@@ -4,6 +4,7 @@ The e2e tests run it on worker processes; the others run it in this process
 (run_until_idle) to check what it does with bad input and operators' actions."""
 from __future__ import annotations
 
+import io
 import json
 import logging
 from pathlib import Path
@@ -17,8 +18,8 @@ from incidents.engine import operations, registry, scratch
 from incidents.models import HandlerState, Incident, IncidentStatus, MessageLog, MessageStatus
 from incidents.testing import run_until_idle
 from workflows import wildfire
-from workflows.wildfire import handlers, maps, synthetic
-from workflows.wildfire.handlers import INGEST, map_path, summary_path
+from workflows.wildfire import figure, handlers, maps, synthetic
+from workflows.wildfire.handlers import INGEST, MAP, SUMMARY
 
 from .conftest import ended, wait_until
 
@@ -40,9 +41,18 @@ def send_to_ingest(incident_id: str, **fields) -> None:
 
 
 def summary(incident_id: str) -> dict | None:
-    """What the latest map shows (written atomically), or None before the first map."""
-    path = summary_path(incident_id)
-    return json.loads(path.read_text()) if path.exists() else None
+    """What the latest map shows (attached with it), or None before the first map."""
+    try:
+        with workflow.OpenResult(incident_id, SUMMARY) as stored:
+            return json.loads(stored.read())
+    except LookupError:
+        return None
+
+
+def map_bytes(incident_id: str) -> bytes:
+    """The latest map, the incident's result MAP."""
+    with workflow.OpenResult(incident_id, MAP) as stored:
+        return stored.read()
 
 
 def bodies(incident_id: str, queue: str) -> list[dict]:
@@ -56,9 +66,13 @@ def persisted_results(incident_id: str) -> list[tuple[str, int]]:
         incident_id, ignoreOriginator=True, key="results")]
 
 
-def assert_is_a_map(path: Path) -> None:
-    with Image.open(path) as image:
-        assert image.size == maps.map_size(REGION, MAP_WIDTH) == (400, 425)
+def assert_is_a_map(incident_id: str) -> None:
+    """The latest map: a figure (axes, legend) around a MAP_WIDTH-wide map of the region."""
+    shown = summary(incident_id)
+    assert shown["map_size"] == list(maps.map_size(REGION, MAP_WIDTH)) == [400, 425]
+    with Image.open(io.BytesIO(map_bytes(incident_id))) as image:
+        assert list(image.size) == shown["size"] == list(
+            figure.figure_size(REGION, MAP_WIDTH, shown["title"]))
         pixels = np.asarray(image.convert("RGB"))
     assert (pixels == maps.BURNT).all(axis=2).sum() > 100
     assert (pixels == maps.HOTSPOT).all(axis=2).any()
@@ -74,7 +88,7 @@ def test_a_wildfire_is_mapped_from_every_cluster_once_and_its_scratch_goes_with_
     incident = wait_until(lambda: ended(incident_id), timeout=90, what="the wildfire map")
     assert incident.status == IncidentStatus.COMPLETE, incident.comment
 
-    assert_is_a_map(map_path(incident_id))
+    assert_is_a_map(incident_id)
     shown = summary(incident_id)
     assert shown["pass"] == 1 and shown["hotspots"] == 29
     assert sorted(c["name"] for c in shown["clusters"]) == ["C1", "C2", "C3"]
@@ -87,7 +101,7 @@ def test_a_wildfire_is_mapped_from_every_cluster_once_and_its_scratch_goes_with_
     log = MessageLog.objects.filter(incident_id=incident_id)
     assert not log.exclude(status=MessageStatus.COMPLETE).exists()
     # The map was drawn in the scratch directory while the incident ran; cleanup removed it
-    # (and the persisted state), the copy in results/ stays.
+    # (and the persisted state); the attached results stay.
     directory = scratch.root() / incident_id
     assert shown["scratch_map"] == str(directory / "maps" / "pass-001.png")
     assert {"hotspots/pass-001.csv", "maps/pass-001.png"} <= set(shown["scratch_files"])
@@ -108,7 +122,7 @@ def test_new_hotspots_for_a_watching_incident_rerun_only_the_changed_cluster(wor
     wait_until(lambda: len(persisted_results(incident_id)) >= 3, timeout=60,
                what="the first merge to commit")  # it writes the map before its commit
     assert sorted(persisted_results(incident_id)) == [("C1", 1), ("C2", 1), ("C3", 1)]
-    first_map = map_path(incident_id).read_bytes()
+    first_map = map_bytes(incident_id)
 
     send_to_ingest(incident_id, hotspots=str(DATA / "viirs_pass2.csv"))
     second = wait_until(lambda: (s := summary(incident_id)) and s["pass"] == 2 and s,
@@ -127,14 +141,14 @@ def test_new_hotspots_for_a_watching_incident_rerun_only_the_changed_cluster(wor
     before = {c["name"]: c["signature"] for c in first["clusters"]}
     assert clusters["C2"]["signature"] == before["C2"] and clusters["C1"]["signature"] != before["C1"]
     assert second["hotspots"] == 37 and second["burnt_km2"] != first["burnt_km2"]
-    assert map_path(incident_id).read_bytes() != first_map
-    assert_is_a_map(map_path(incident_id))
+    assert map_bytes(incident_id) != first_map
+    assert_is_a_map(incident_id)
     assert (directory / "maps" / "pass-002.png").is_file()
 
     send_to_ingest(incident_id, close=True)
     incident = wait_until(lambda: ended(incident_id), timeout=60, what="the close")
     assert incident.status == IncidentStatus.COMPLETE
-    assert not directory.exists() and map_path(incident_id).exists()
+    assert not directory.exists() and map_bytes(incident_id)
     log = MessageLog.objects.filter(incident_id=incident_id)
     assert not log.exclude(status=MessageStatus.COMPLETE).exists()
 
@@ -193,7 +207,7 @@ def test_malformed_rows_are_logged_and_the_good_rows_are_still_mapped(workflow_l
     assert "6 malformed rows in" in warnings[0]
     assert "line 3: latitude 'abc' is not a number; line 5: 10 fields, the header has 14" in warnings[0]
     assert summary(incident_id)["hotspots"] == 6
-    assert_is_a_map(map_path(incident_id))
+    assert_is_a_map(incident_id)
 
 
 @local
@@ -207,7 +221,7 @@ def test_an_operators_cancel_ends_a_watching_incident_and_removes_its_scratch():
     run_until_idle()
     incident = Incident.objects.get(pk=incident_id)
     assert incident.status == IncidentStatus.CANCELLED and incident.cleaned_at
-    assert not directory.exists() and map_path(incident_id).is_file()
+    assert not directory.exists() and map_bytes(incident_id)
 
 
 @local
@@ -243,3 +257,10 @@ def test_hotspots_sent_before_the_incident_has_started_are_ignored(workflow_log)
     handlers.wildfire_ingest_handler({"IncidentID": incident_id, "hotspots": str(DATA / "viirs_pass1.csv")})
     assert not workflow.Persist.Get(incident_id, ignoreOriginator=True)
     assert any("has not started" in r.getMessage() for r in workflow_log.records)
+
+
+def test_the_demo_refuses_a_map_width_outside_64_to_4096_instead_of_changing_it():
+    for size in (10, 63, 4097, -5):
+        with pytest.raises(ValueError, match=f"SIZE {size} is the map's width in pixels; give a "
+                                             "whole number from 64 to 4096"):
+            wildfire.start_demo(size)

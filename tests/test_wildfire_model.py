@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from workflows.wildfire import clusters, firms, maps, spread, synthetic
+from workflows.wildfire import clusters, figure, firms, maps, spread, synthetic
 from workflows.wildfire.params import Params, WildfireInputError, validate
 
 DATA = Path(__file__).parent / "data" / "firms"
@@ -281,6 +281,35 @@ def test_the_map_shows_the_burnt_area_and_the_hotspots_where_they_are():
     labelled = np.asarray(maps.draw_map(REGION, 300, [], [result], [("C1", -120.3, 38.4)], title="t"))
     assert (labelled == maps.LABEL_BOX).all(axis=2).sum() > 50
     assert (labelled.max(axis=2) < 100).any()  # dark text (anti-aliased) on the pale boxes
+
+
+def test_the_figure_frames_the_map_with_lat_lon_axes_a_legend_and_the_title():
+    result = ridge_fire().to_json()
+    bare = np.asarray(maps.draw_map(REGION, 300, [(-120.3, 38.4)], [result]))
+    title = "Ridge fire pass 1: 1 cluster"
+    image = figure.draw_figure(REGION, 300, [(-120.3, 38.4)], [result], title=title)
+    plan = figure.layout(REGION, 300, title)
+    assert image.size == figure.figure_size(REGION, 300, title) == plan.size
+    (x0, y0), (w, h) = plan.origin, maps.map_size(REGION, 300)
+    pixels = np.asarray(image)
+    assert (pixels[y0:y0 + h, x0:x0 + w] == bare).all()  # the map itself, untouched
+    # Ticks on graticule lines, as dense as their labels allow, labelled with the hemisphere.
+    assert plan.lon_ticks == [-120.4, -120.2, -120.0]
+    assert [figure.lon_label(v, plan.decimals) for v in plan.lon_ticks[:2]] == ["120.4°W", "120.2°W"]
+    assert figure.lat_label(plan.lat_ticks[0], plan.decimals) == "38.1°N"
+    assert figure.layout(REGION, 800).lon_ticks == [-120.5, -120.4, -120.3, -120.2, -120.1, -120.0,
+                                                    -119.9]
+    legend = pixels[plan.legend_top:]
+    assert (legend == maps.BURNT).all(axis=2).any() and (legend == maps.HOTSPOT).all(axis=2).any()
+    assert (pixels[:y0].max(axis=2) < 100).any()  # the title, in dark text above the map
+    assert (pixels[y0 + h + 2:plan.legend_top].max(axis=2) < 100).any()  # longitude labels
+    assert (pixels[y0:y0 + h, :x0 - 2].max(axis=2) < 100).any()  # latitude labels
+
+
+def test_a_narrow_figure_wraps_its_title_and_stacks_its_legend():
+    plan = figure.layout(REGION, 64, "a title far too long for a map of sixty-four pixels")
+    assert len(plan.title) > 1 and plan.legend_rows == len(figure.LEGEND)
+    assert all(figure._extent(plan.font, line)[0] <= plan.size[0] for line in plan.title)
 
 
 # Parameters

@@ -1,22 +1,18 @@
 """A Julia-set image computed as tiles in parallel and stitched when the last tile arrives.
 
 Start -> julia_start (one message per tile) -> julia_tile (escape counts of its pixels, numpy)
--> julia_stitch (@atomic: keeps each tile in Persist; the last one writes the PNG, completes).
-The image goes to <WF_VAR_DIR>/results/julia-<IncidentID>.png and outlives the incident's
-cleanup; the tiles travel in the messages (a 64 x 64 tile is ~15 kB of JSON).
+-> julia_stitch (@atomic: keeps each tile in Persist; the last one draws the PNG, completes).
+The image is attached to the incident as the result "julia.png" (workflow.AttachResult): it
+outlives the incident's cleanup and shows on the incident's page in the admin. The tiles
+travel in the messages (a 64 x 64 tile is ~15 kB of JSON).
 """
-from pathlib import Path
+import io
 
 from incidents import workflow
 
 KIND = "JULIA"
 DEFAULTS = {"width": 256, "height": 256, "tiles": 4, "c": [-0.8, 0.156], "max_iter": 120}
-
-
-def image_path(incident_id):
-    from django.conf import settings
-
-    return Path(settings.VAR_DIR) / "results" / f"julia-{incident_id}.png"
+IMAGE = "julia.png"  # the name of the incident's result
 
 
 @workflow.handler
@@ -70,11 +66,11 @@ def julia_stitch_handler(message):
     tiles = workflow.Persist.Get(incident_id, key="tiles")
     if len({(t["row"], t["col"]) for t in tiles}) < message["tiles"] ** 2:
         return
-    write_png(incident_id, tiles, message["width"], message["height"], message["max_iter"])
+    attach_png(incident_id, tiles, message["width"], message["height"], message["max_iter"])
     workflow.Complete(incident_id)
 
 
-def write_png(incident_id, tiles, width, height, max_iter):
+def attach_png(incident_id, tiles, width, height, max_iter):
     import numpy as np
     from PIL import Image
 
@@ -82,10 +78,10 @@ def write_png(incident_id, tiles, width, height, max_iter):
     for t in tiles:
         (x0, x1), (y0, y1) = t["x"], t["y"]
         pixels[y0:y1, x0:x1] = np.asarray(t["counts"]) * 255 // max(1, max_iter)
-    path = image_path(incident_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(pixels).save(path)  # 8-bit grey
-    print(f"julia: wrote {width} x {height} image {path}")
+    png = io.BytesIO()
+    Image.fromarray(pixels).save(png, format="PNG")  # 8-bit grey
+    workflow.AttachResult(incident_id, IMAGE, png.getvalue(),
+                          title=f"Julia set, {width} x {height}, {len(tiles)} tiles")
 
 
 def start_demo(size=256, seed=None):
@@ -100,19 +96,20 @@ def start_demo(size=256, seed=None):
 
 
 def check_demo(incident_id, parameters):
-    """Return where the image is; raise ValueError if it is missing or the wrong size."""
+    """Say where the image is; raise ValueError if it is missing or the wrong size."""
     from PIL import Image
 
-    path = image_path(incident_id)
     try:
-        with Image.open(path) as image:
+        with workflow.OpenResult(incident_id, IMAGE) as stored, Image.open(stored) as image:
             size = image.size
-    except OSError as exc:
-        raise ValueError(f"julia: no image at {path}: {exc}") from exc
+    except (LookupError, OSError) as exc:
+        raise ValueError(f"julia: no image {IMAGE!r} for incident {incident_id}: {exc}") from exc
     if size != (parameters["width"], parameters["height"]):
-        raise ValueError(f"julia: {path} is {size[0]} x {size[1]}, expected "
+        raise ValueError(f"julia: {IMAGE} is {size[0]} x {size[1]}, expected "
                          f"{parameters['width']} x {parameters['height']}")
-    return f"wrote a {size[0]} x {size[1]} Julia-set image: {path}"
+    return (f"drew a {size[0]} x {size[1]} Julia-set image, the result {IMAGE!r} of incident "
+            f"{incident_id}: see it on the incident's page in the admin (make serve, "
+            f"/admin/incidents/incident/{incident_id}/change/)")
 
 
 def RegisterHandlers():

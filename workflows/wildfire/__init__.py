@@ -15,8 +15,9 @@
   again; the others keep their last result.
 - wildfire_simulate runs a cellular automaton of fire spread around one cluster (spread.py).
 - wildfire_merge files each result with Persist (key="results"); when every cluster of a pass
-  has its result it draws the map (maps.py) into the scratch directory, copies it to
-  var/results/wildfire-<id>.png and writes var/results/wildfire-<id>.json (what was drawn).
+  has its result it draws the map (maps.py; figure.py adds axes and a legend) into the
+  scratch directory and attaches it to the incident as the result "map.png", with
+  "summary.json" (what was drawn): workflow.AttachResult, shown on the incident's page.
 
 How the incident ends: without "watch" (the default) it Completes once the first map is drawn.
 With {"watch": true} it stays ACTIVE: each {"IncidentID": id, "hotspots": path} sent to
@@ -37,7 +38,8 @@ def RegisterHandlers() -> None:
 
 
 def start_demo(size: int = 800, seed: Any = None) -> tuple[str, dict[str, Any]]:
-    """`make demo WORKFLOW=wildfire [SIZE=n]`: the synthetic first pass, an n-pixel-wide map."""
+    """`make demo WORKFLOW=wildfire [SIZE=n]`: the synthetic first pass, an n-pixel-wide map
+    (ValueError unless 64 <= n <= 4096)."""
     from .demo import start_demo
 
     return start_demo(size)

@@ -7,6 +7,9 @@ Persisted state, per incident:
 - key "plans" (wildfire_ingest, read by the merge): per pass, {cluster: pass of its result};
 - key "closed" (wildfire_ingest): a close was asked for;
 - keys "results", "drawn", "close" (wildfire_merge).
+
+Results (workflow.AttachResult, on the incident's page in the admin; they outlive its
+cleanup): "map.png", the latest pass's map, and "summary.json", what it shows.
 """
 from __future__ import annotations
 
@@ -19,29 +22,18 @@ from typing import Any
 
 from incidents import workflow
 
-from . import KIND, clusters, firms, maps, spread
+from . import KIND, clusters, figure, firms, maps, spread
 from .params import Params, WildfireInputError, data_dirs, resolve_path, validate
 
 logger = logging.getLogger(__name__)
 
 START, INGEST, SIMULATE, MERGE = "wildfire_start", "wildfire_ingest", "wildfire_simulate", "wildfire_merge"
+MAP, SUMMARY = "map.png", "summary.json"  # the incident's results
 
 
 def _base_dir() -> Path:
     """Relative hotspot paths start from the first data directory (default: var/)."""
     return data_dirs()[0]
-
-
-def map_path(incident_id: str) -> Path:
-    """Where the incident's latest map is kept (it outlives the incident)."""
-    from django.conf import settings
-
-    return Path(settings.VAR_DIR) / "results" / f"wildfire-{incident_id}.png"
-
-
-def summary_path(incident_id: str) -> Path:
-    """What the latest map shows, as JSON, beside it."""
-    return map_path(incident_id).with_suffix(".json")
 
 
 def parameters_of(incident_id: str) -> Params | None:
@@ -224,33 +216,35 @@ def wildfire_merge_handler(message: dict[str, Any]) -> None:
 
 def draw(incident_id: str, params: Params, plan: dict[str, Any], shown: list[dict[str, Any]],
          results: list[dict[str, Any]]) -> Path:
-    """Draw the pass's map into the scratch directory; copy it and a summary to the results."""
+    """Draw the pass's map into the scratch directory; attach it and a summary as the
+    incident's results (replacing the previous pass's)."""
     number = plan["pass"]
     hotspots = [tuple(h) for r in shown for h in r["hotspots"]]
     burnt_km2 = sum(r["result"]["burnt_km2"] for r in shown)
     labels = [(r["cluster"], *_centroid(r["hotspots"])) for r in shown]
-    image = maps.draw_map(params.bbox, params.map_width, hotspots, [r["result"] for r in shown],
-                          labels, title=f"{KIND} {incident_id[:8]} pass {number}: {len(shown)} "
-                                        f"clusters, {len(hotspots)} hotspots, "
-                                        f"{burnt_km2:.1f} km2 simulated burnt")
+    title = (f"{KIND} {incident_id[:8]} pass {number}: {len(shown)} clusters, "
+             f"{len(hotspots)} hotspots, {burnt_km2:.1f} km2 simulated burnt")
+    image = figure.draw_figure(params.bbox, params.map_width, hotspots,
+                               [r["result"] for r in shown], labels, title=title)
     scratch = workflow.IncidentDir(incident_id)
     drawn = maps.save_png(image, scratch / "maps" / f"pass-{number:03d}.png")
-    kept = maps.write_atomically(map_path(incident_id),
-                                 lambda partial: shutil.copyfile(drawn, partial))
+    workflow.AttachResult(incident_id, MAP, drawn.read_bytes(), title=f"Map after pass {number}")
     summary = {
-        "incident": incident_id, "pass": number, "map": str(kept), "scratch_map": str(drawn),
+        "incident": incident_id, "pass": number, "map": MAP, "scratch_map": str(drawn),
         "scratch_files": sorted(str(p.relative_to(scratch)) for p in scratch.rglob("*") if p.is_file()),
-        "size": list(image.size), "bbox": list(params.bbox), "hotspots": len(hotspots),
+        "title": title, "size": list(image.size),
+        "map_size": list(maps.map_size(params.bbox, params.map_width)),
+        "bbox": list(params.bbox), "hotspots": len(hotspots),
         "burnt_km2": round(burnt_km2, 3), "changed": plan["changed"],
         "clusters": [{"name": r["cluster"], "sim_pass": r["pass"], "signature": r["signature"],
                       "hotspots": len(r["hotspots"]), "burnt_km2": r["result"]["burnt_km2"],
                       "steps_run": r["result"]["steps_run"]} for r in shown],
         "results_seen": [[r["cluster"], r["pass"]] for r in results],
     }
-    maps.write_atomically(summary_path(incident_id),
-                          lambda partial: partial.write_text(json.dumps(summary, indent=1)))
-    logger.info("wildfire pass %d: map of %d clusters drawn: %s", number, len(shown), kept)
-    return kept
+    workflow.AttachResult(incident_id, SUMMARY, json.dumps(summary, indent=1),
+                          title=f"What the map after pass {number} shows")
+    logger.info("wildfire pass %d: map of %d clusters drawn: %s", number, len(shown), drawn)
+    return drawn
 
 
 def _centroid(points: list[list[float]]) -> tuple[float, float]:

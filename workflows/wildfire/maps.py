@@ -37,9 +37,10 @@ def map_size(bbox: Sequence[float], width: int) -> tuple[int, int]:
 
 def draw_map(bbox: Sequence[float], width: int, hotspots: Iterable[tuple[float, float]],
              areas: Iterable[dict[str, Any]], labels: Iterable[tuple[str, float, float]] = (),
-             title: str = "") -> Image.Image:
+             title: str = "", font: Any = None) -> Image.Image:
     """An RGB image: burnt cells of each spread result (spread.SpreadResult.to_json()), the
-    hotspots on top, a label per cluster and a title line."""
+    hotspots on top, a label per cluster and a title line (in `font`, else Pillow's default;
+    figure.draw_figure() frames it with axes and a legend)."""
     min_lon, min_lat, max_lon, max_lat = bbox
     width, height = map_size(bbox, width)
     lon_per_px, lat_per_px = (max_lon - min_lon) / width, (max_lat - min_lat) / height
@@ -69,23 +70,29 @@ def draw_map(bbox: Sequence[float], width: int, hotspots: Iterable[tuple[float, 
         draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=HOTSPOT, outline=HOTSPOT_EDGE)
     for name, lon, lat in labels:
         x, y = xy(lon, lat)
-        _text(draw, (x + 3 * radius, y - 4 * radius), name)
+        _text(draw, (x + 3 * radius, y - 4 * radius), name, font)
     if title:
-        _text(draw, (4, 4), title)
+        _text(draw, (4, 4), title, font)
     return image
 
 
-def _text(draw: ImageDraw.ImageDraw, at: tuple[float, float], text: str) -> None:
+def _text(draw: ImageDraw.ImageDraw, at: tuple[float, float], text: str, font: Any = None) -> None:
     """Text on a pale box, readable over burnt areas."""
-    left, top, right, bottom = draw.textbbox(at, text)
+    left, top, right, bottom = draw.textbbox(at, text, font=font)
     draw.rectangle((left - 2, top - 2, right + 2, bottom + 2), fill=LABEL_BOX)
-    draw.text(at, text, fill=TEXT)
+    draw.text(at, text, fill=TEXT, font=font)
+
+
+def graticule_step(span: float) -> float:
+    """Degrees between graticule lines for a box `span` degrees across (the axes' ticks of
+    figure.py fall on these lines)."""
+    return 0.1 if span <= 2 else 1.0
 
 
 def _graticule(draw: ImageDraw.ImageDraw, bbox: Sequence[float], width: int, height: int) -> None:
     """Thin lines every 0.1 degree (every degree for large boxes)."""
     min_lon, min_lat, max_lon, max_lat = bbox
-    step = 0.1 if max(max_lon - min_lon, max_lat - min_lat) <= 2 else 1.0
+    step = graticule_step(max(max_lon - min_lon, max_lat - min_lat))
     for lon in np.arange(math.ceil(min_lon / step) * step, max_lon, step):
         x = (lon - min_lon) / (max_lon - min_lon) * width
         draw.line((x, 0, x, height), fill=GRATICULE)

@@ -26,6 +26,7 @@ from .firms import CONFIDENCE_LEVELS
 
 EXAMPLE = '{"bbox": [-120.5, 38.1, -119.9, 38.6], "hotspots": "/path/to/firms.csv"}'
 MAX_BBOX_DEGREES = 10.0
+MIN_MAP_WIDTH, MAX_MAP_WIDTH = 64, 4096  # pixels
 
 
 class WildfireInputError(workflow.WorkflowError, ValueError):
@@ -87,8 +88,8 @@ def validate(parameters: Any, *, base_dir: Path, incident_id: str | None = None)
         cell_m=_number(parameters, "cell_m", defaults.cell_m, 30, 5000, problems),
         steps=int(_number(parameters, "steps", defaults.steps, 1, 200, problems, integer=True)),
         seed=int(_number(parameters, "seed", defaults.seed, 0, 2**32 - 1, problems, integer=True)),
-        map_width=int(_number(parameters, "map_width", defaults.map_width, 64, 4096, problems,
-                              integer=True)),
+        map_width=int(_number(parameters, "map_width", defaults.map_width, MIN_MAP_WIDTH,
+                              MAX_MAP_WIDTH, problems, integer=True)),
     )
     if problems:
         raise WildfireInputError("wildfire parameters: " + "; ".join(problems), incident_id=incident_id)
