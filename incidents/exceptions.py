@@ -43,6 +43,10 @@ class WorkflowConfigError(WorkflowError):
     """The workflow configuration (WORKFLOW_MODULES, broker, locks) is unusable."""
 
 
+class UnknownResult(WorkflowError, LookupError):
+    """OpenResult() was given a name the incident has no result file of."""
+
+
 class LockTimeout(WorkflowError, TimeoutError):
     """GetLock() could not take the lock within its timeout."""
 

@@ -32,7 +32,6 @@ from incidents.engine import (
     tasks,
     worker,
 )
-from incidents.engine.result_files import UnknownResult  # noqa: F401  (re-exported)
 from incidents.engine.validation import (
     check_incident_id,
     check_queue_name,
@@ -44,6 +43,7 @@ from incidents.exceptions import (  # noqa: F401  (re-exported for handler autho
     MessageError,
     MessageTypeError,
     UnknownIncident,
+    UnknownResult,
     WorkflowError,
 )
 from incidents.models import LIVE_INCIDENT_STATUSES, IncidentStatus

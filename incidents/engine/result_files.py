@@ -29,7 +29,12 @@ from django.utils import timezone
 from incidents import conf
 from incidents.engine import context, incidents_db
 from incidents.engine.validation import check_incident_id, check_text
-from incidents.exceptions import MessageError, MessageTypeError, WorkflowConfigError, WorkflowError
+from incidents.exceptions import (
+    MessageError,
+    MessageTypeError,
+    UnknownResult,
+    WorkflowConfigError,
+)
 from incidents.models import LIVE_INCIDENT_STATUSES, ResultFile
 
 logger = logging.getLogger(__name__)
@@ -45,10 +50,6 @@ SPOOL_BYTES = 8 * 1024 * 1024  # attached files larger than this wait for the co
 
 _NAME = re.compile(r"\w[\w .,()+=~-]{0,99}")
 _CONTENT_TYPE = re.compile(r"[\w.+-]+/[\w.+-]+(\s*;\s*[\w.+-]+=[\w.+\"-]+)*")
-
-
-class UnknownResult(WorkflowError, LookupError):
-    """OpenResult() was given a name the incident has no result file of."""
 
 
 def storage() -> Storage:
