@@ -3,6 +3,7 @@ cancel and kill behind their own permissions. The message log is read-only."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib import admin, messages
@@ -16,10 +17,11 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
-from incidents import conf
+from incidents import admin_results, conf
 from incidents.area import area_map
-from incidents.engine import graph, operations
+from incidents.engine import graph, incidents_db, operations
 from incidents.exceptions import WorkflowError
 from incidents.forms import ReasonForm, StartIncidentForm
 from incidents.models import (
@@ -32,6 +34,7 @@ from incidents.models import (
     MessageStatus,
 )
 from incidents.queries import with_message_counts
+from incidents.templatetags.incident_format import human_duration, timestamp
 
 STATUS_COLOURS: dict[str, str] = {
     IncidentStatus.PENDING: "#6c757d", IncidentStatus.ACTIVE: "#e67e22",
@@ -44,9 +47,33 @@ STATUS_COLOURS: dict[str, str] = {
 MESSAGES_PER_PAGE = 50
 
 
-def status_badge(status: str) -> str:
-    return format_html('<span class="wf-status" style="color:#fff;background:{};padding:1px 6px;'
-                       'border-radius:3px">{}</span>', STATUS_COLOURS.get(status, "#333"), status)
+def status_badge(status: str, *, live: bool = False) -> str:
+    """The status in its colour; data-live marks rows the list's refresh script watches."""
+    return format_html('<span class="wf-status"{} style="color:#fff;background:{};'
+                       'padding:1px 6px;border-radius:3px">{}</span>',
+                       mark_safe(' data-live="yes"') if live else "",
+                       STATUS_COLOURS.get(status, "#333"), status)
+
+
+def breakable(name: str) -> str:
+    """A handler or queue name that may wrap after its underscores, in a narrow column."""
+    return format_html_join(mark_safe("_<wbr>"), "{}", ((part,) for part in name.split("_")))
+
+
+def timestamp_column(field: str, description: str) -> Callable[[Any, Any], str]:
+    """An admin column or read-only field showing a datetime field to the second."""
+    @admin.display(description=description, ordering=field)
+    def column(model_admin: Any, obj: Any) -> str:
+        return timestamp(getattr(obj, field))
+    return column
+
+
+def duration_column(field: str, description: str) -> Callable[[Any, Any], str]:
+    """An admin column or read-only field showing a field of seconds for humans."""
+    @admin.display(description=description, ordering=field)
+    def column(model_admin: Any, obj: Any) -> str:
+        return human_duration(getattr(obj, field))
+    return column
 
 
 def flower_url() -> str:
@@ -76,15 +103,15 @@ def operator_name(request: HttpRequest) -> str:
 
 @admin.register(Incident)
 class IncidentAdmin(admin.ModelAdmin):
-    list_display = ("name", "kind", "status_coloured", "owner", "created_at", "completed_at",
-                    "elapsed", "messages_by_status")
+    list_display = ("name", "kind", "status_coloured", "owner", "created", "ran_for",
+                    "messages_by_status")
     list_filter = ("status", "kind", "owner", ("created_at", admin.DateFieldListFilter))
     search_fields = ("name",)
-    search_help_text = "Search by name, or paste an IncidentID."
+    search_help_text = "Search by name, or paste an IncidentID or its first 8 or more characters."
     actions = ["cancel_selected", "kill_selected"]
-    readonly_fields = ("id", "name", "kind", "status_coloured", "owner", "incident_date",
-                       "duration", "area", "created_at", "activated_at", "completed_at",
-                       "cleaned_at", "ended_by", "comment", "parameters")
+    readonly_fields = ("id", "name", "kind", "status_coloured", "owner", "happened",
+                       "duration", "area", "created", "activated", "ended", "cleaned",
+                       "waited", "ran_for", "ended_by", "comment", "parameters")
     fields = readonly_fields
     change_form_template = "admin/incidents/incident/change_form.html"
 
@@ -106,29 +133,55 @@ class IncidentAdmin(admin.ModelAdmin):
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet[Incident],
                            search_term: str) -> tuple[QuerySet[Incident], bool]:
+        """An IncidentID, or the start of one, finds its incident; other text searches names.
+        A prefix several ids share lists them all (a command would ask for more characters)."""
+        term = search_term.strip().lower()
         try:
-            return queryset.filter(pk=uuid.UUID(search_term.strip())), False
+            return queryset.filter(pk=uuid.UUID(term)), False
         except ValueError:
-            return super().get_search_results(request, queryset, search_term)
+            pass
+        if incidents_db.ID_PREFIX.fullmatch(term):
+            by_prefix = queryset.filter(pk__startswith=term)
+            if by_prefix.exists():
+                return by_prefix, False
+        return super().get_search_results(request, queryset, search_term)
 
     @admin.display(description="status", ordering="status")
     def status_coloured(self, incident: Incident) -> str:
-        return status_badge(incident.status)
+        return status_badge(incident.status, live=incident.is_live)
 
     @admin.display(description="area")
     def area(self, incident: Incident) -> str:
         return area_map(incident.upper_left_latlong, incident.lower_right_latlong)
 
-    @admin.display(description="elapsed")
-    def elapsed(self, incident: Incident) -> str:
+    happened = timestamp_column("incident_date", "incident date")
+    created = timestamp_column("created_at", "created")
+    activated = timestamp_column("activated_at", "first handler started")
+    ended = timestamp_column("completed_at", "ended")
+    cleaned = timestamp_column("cleaned_at", "cleaned up")
+
+    # The two spans split created -> ended at the first handler's start; run_demo's time also
+    # counts its own set-up and its polling, so it reads a little longer.
+    @admin.display(description="ran for")
+    def ran_for(self, incident: Incident) -> str:
+        """From the first handler's start to the end (to now, while live)."""
+        if incident.activated_at is None:
+            return "-"
         end = incident.completed_at or timezone.now()
-        seconds = (end - incident.created_at).total_seconds()
-        return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+        took = human_duration((end - incident.activated_at).total_seconds())
+        return f"{took} so far" if incident.is_live else took
+
+    @admin.display(description="waited for a worker")
+    def waited(self, incident: Incident) -> str:
+        """From its creation to the first handler's start (to now, while none has started)."""
+        start = incident.activated_at or (timezone.now() if incident.is_live else None)
+        return "-" if start is None else human_duration(
+            (start - incident.created_at).total_seconds())
 
     @admin.display(description="messages")
     def messages_by_status(self, incident: Incident) -> str:
         counts = [(status, getattr(incident, f"n_{status.name.lower()}", 0)) for status in MessageStatus]
-        return format_html_join(" ", '<span title="{}" style="color:{}">{}&nbsp;{}</span>',
+        return format_html_join(" ", '<span class="wf-count" title="{}" style="color:{}">{}&nbsp;{}</span>',
                                 ((s.value, STATUS_COLOURS[s], n, s.value.lower()) for s, n in counts if n)
                                 ) or "-"
 
@@ -137,7 +190,8 @@ class IncidentAdmin(admin.ModelAdmin):
     def cancel_selected(self, request: HttpRequest, queryset: QuerySet[Incident]) -> Any:
         return self._confirm_then(request, queryset, "cancel")
 
-    @admin.action(description="Kill selected incidents", permissions=["kill"])
+    @admin.action(description="Kill selected incidents (stops running handlers)",
+                  permissions=["kill"])
     def kill_selected(self, request: HttpRequest, queryset: QuerySet[Incident]) -> Any:
         return self._confirm_then(request, queryset, "kill")
 
@@ -182,6 +236,7 @@ class IncidentAdmin(admin.ModelAdmin):
                  name="incidents_incident_cancel"),
             path("<uuid:pk>/kill/", view(self.single_view), {"verb": "kill"},
                  name="incidents_incident_kill"),
+            *admin_results.urls(self),
             *super().get_urls(),
         ]
 
@@ -261,6 +316,7 @@ class IncidentAdmin(admin.ModelAdmin):
                                if (n := getattr(counted, f"n_{s.name.lower()}"))],
             "message_page": page, "message_statuses": MessageStatus.values,
             "status_filter": status_filter,
+            "result_files": admin_results.listed(incident),
             "states": incident.states.order_by("id")[:200], "locks": incident.locks.order_by("label"),
             "can_cancel": self.has_cancel_permission(request),
             "can_kill": self.has_kill_permission(request),
@@ -271,14 +327,37 @@ class IncidentAdmin(admin.ModelAdmin):
         return super().change_view(request, object_id, form_url, context)
 
 
+#: The message row's times and seconds, shown by the columns of the same meaning below.
+MESSAGE_FIELDS_SHOWN_AS = {"submitted": "submitted_at", "received": "received_at",
+                           "completed": "completed_at", "duration": "handling_time",
+                           "lock_wait": "lock_wait_time"}
+
+
 @admin.register(MessageLog)
 class MessageLogAdmin(admin.ModelAdmin):
-    list_display = ("id", "incident_link", "originator", "destination", "src_tag", "dest_tag",
-                    "status_coloured", "submitted", "duration", "attempts", "result")
+    # Few and narrow columns, so that the list fits a 1366 px window beside the filters.
+    list_display = ("message", "incident_link", "route", "tags", "status_coloured",
+                    "submitted_at", "handling_time", "attempts", "result")
+    list_display_links = ("message",)
     list_filter = ("status", "destination")
     search_fields = ("=id", "=incident__id", "originator", "destination")
     list_select_related = ("incident",)
-    readonly_fields = [f.name for f in MessageLog._meta.fields] + ["result"]
+    submitted_at = timestamp_column("submitted", "submitted")
+    received_at = timestamp_column("received", "received")
+    completed_at = timestamp_column("completed", "completed")
+    handling_time = duration_column("duration", "took")
+    lock_wait_time = duration_column("lock_wait", "lock wait")
+    readonly_fields = [MESSAGE_FIELDS_SHOWN_AS.get(f.name, f.name)
+                       for f in MessageLog._meta.fields] + ["result"]
+
+    class Media:
+        css = {"all": ("incidents/console.css",)}
+
+    def get_list_display(self, request: HttpRequest) -> Any:
+        """The Celery column only when it has a link to show (results kept, or Flower)."""
+        columns = super().get_list_display(request)
+        return columns if task_results_url() or flower_url() else [
+            c for c in columns if c != "result"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -288,6 +367,20 @@ class MessageLogAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    @admin.display(description="id", ordering="id")
+    def message(self, row: MessageLog) -> str:
+        """The MessageID's first 8 characters (the whole id on hover and on its page)."""
+        return format_html('<span title="{}">{}</span>', row.pk, str(row.pk)[:8])
+
+    @admin.display(description="from → to", ordering="destination")
+    def route(self, row: MessageLog) -> str:
+        return format_html("{}<br>→ {}", breakable(row.originator or "Start"),
+                           breakable(row.destination))
+
+    @admin.display(description="tags")
+    def tags(self, row: MessageLog) -> str:
+        return f"{row.src_tag} → {row.dest_tag}" if row.dest_tag else row.src_tag or "-"
 
     @admin.display(description="incident", ordering="incident__name")
     def incident_link(self, row: MessageLog) -> str:

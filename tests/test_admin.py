@@ -1,13 +1,18 @@
 """The operator's console: pages, actions and permissions (Django test client)."""
 from __future__ import annotations
 
+import uuid
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from django.contrib.auth.models import Permission, User
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from incidents import workflow
 from incidents.models import Incident, IncidentStatus, MessageLog
+from incidents.templatetags.incident_format import human_duration, timestamp
 
 pytestmark = pytest.mark.usefixtures("broker")
 
@@ -221,3 +226,102 @@ def test_with_flower_configured_each_message_links_to_its_task_there(viewer, inc
     # And back: Flower shows the task id, which the message log finds.
     found = viewer.get(reverse("admin:incidents_messagelog_changelist"), {"q": message_id})
     assert message_id in found.content.decode()
+
+
+@pytest.mark.parametrize(("seconds", "shown"), [
+    (0.000028487000008681207, "28 µs"), (0.0045, "4.5 ms"), (0.5, "500 ms"),
+    (0.9997, "1.0 s"), (3.1, "3.1 s"), (12.4, "12 s"), (59.97, "1 min"), (125, "2 min 5 s"),
+    (3780, "1 h 3 min"), (7200, "2 h"), (90000, "1 d 1 h"), (-0.001, "0 µs"), (None, "-")])
+def test_durations_print_for_humans(seconds, shown):
+    assert human_duration(seconds) == shown
+
+
+def test_timestamps_show_seconds_in_the_projects_time_zone(settings):
+    moment = datetime(2026, 12, 2, 10, 47, 37, 512000, tzinfo=UTC)
+    assert timestamp(moment) == "2026-12-02 10:47:37"
+    settings.TIME_ZONE = "Europe/Madrid"
+    assert timestamp(moment) == "2026-12-02 11:47:37"
+    assert timestamp(None) == "-"
+
+
+def test_the_list_and_the_page_say_how_long_an_incident_ran_and_when(viewer, incident_id,
+                                                                       settings):
+    settings.TIME_ZONE = "Europe/Madrid"
+    workflow.send(message={"IncidentID": incident_id, "left": 0}, queue="probe_chain")
+    workflow.FlushMessages()
+    MessageLog.objects.filter(incident_id=incident_id).update(duration=0.000028487000008681207)
+    created = datetime(2026, 12, 2, 10, 47, 30, tzinfo=UTC)
+    Incident.objects.filter(pk=incident_id).update(
+        status=IncidentStatus.COMPLETE, created_at=created,
+        activated_at=created + timedelta(seconds=1.5),
+        completed_at=created + timedelta(seconds=126.5))
+
+    changelist = viewer.get(reverse("admin:incidents_incident_changelist")).content.decode()
+    assert "2026-12-02 11:47:30" in changelist  # created, to the second, in Madrid
+    assert ">2 min 5 s<" in changelist  # ran for: first handler's start to the end
+    assert "Times in Europe/Madrid" in changelist and "from the first handler" in changelist
+    html = viewer.get(page(incident_id)).content.decode()
+    for shown in ("2026-12-02 11:47:30", "2026-12-02 11:47:31", "2026-12-02 11:49:36",
+                  "2 min 5 s", "1.5 s", "28 µs"):
+        assert shown in html, shown
+    assert "0.0000284" not in html
+    messages = viewer.get(reverse("admin:incidents_messagelog_changelist")).content.decode()
+    assert "28 µs" in messages and "0.0000284" not in messages
+    assert "column-result" not in messages  # no column of only "-": no results kept, no Flower
+
+
+def test_a_live_incident_shows_how_long_it_has_run_so_far(viewer, incident_id):
+    Incident.objects.filter(pk=incident_id).update(
+        status=IncidentStatus.ACTIVE, activated_at=timezone.now() - timedelta(seconds=42))
+    changelist = viewer.get(reverse("admin:incidents_incident_changelist")).content.decode()
+    assert " s so far<" in changelist
+    assert 'data-live="yes"' in changelist  # what the list's refresh script watches
+    assert "incidents/list_refresh.js" in changelist
+
+
+def test_only_live_incidents_keep_the_list_refreshing(viewer, incident_id):
+    Incident.objects.filter(pk=incident_id).update(status=IncidentStatus.COMPLETE)
+    changelist = viewer.get(reverse("admin:incidents_incident_changelist")).content.decode()
+    assert "data-live" not in changelist and "wf-status" in changelist
+
+
+def test_the_search_finds_an_incident_by_the_start_of_its_id(viewer):
+    def declare(pk: str, name: str) -> None:
+        Incident.objects.create(pk=uuid.UUID(pk), name=name, kind="TEST",
+                                incident_date=timezone.now())
+
+    declare("3f2a9c1e-1111-4000-8000-000000000001", "first")
+    declare("3f2a9c1e-2222-4000-8000-000000000002", "second")
+    declare("77777777-0000-4000-8000-000000000003", "third")
+    changelist = reverse("admin:incidents_incident_changelist")
+
+    def found(term: str) -> set[str]:
+        html = viewer.get(changelist, {"q": term}).content.decode()
+        return {name for name in ("first", "second", "third") if f">{name}</a>" in html}
+
+    assert found("77777777") == {"third"}  # the 8 characters the wildfire map shows
+    assert found("3F2A9C1E-2") == {"second"}  # any case, hyphens as printed
+    assert found("3f2a9c1e") == {"first", "second"}  # shared: both listed
+    assert found("3f2a9c1e-1111-4000-8000-000000000001") == {"first"}
+    assert found("7777777") == set()  # 7 characters: a name search, which finds none
+    assert found("sec") == {"second"}
+
+
+def test_kill_looks_dangerous_and_its_page_says_how_it_differs_from_cancel(operator, incident_id):
+    html = operator.get(page(incident_id)).content.decode()
+    assert 'class="wf-danger"' in html and 'id="wf-kill" class="wf-kill"' in html
+    assert html.index('id="wf-cancel"') < html.index('id="wf-graph"')  # buttons above the graph
+    kill = operator.get(reverse("admin:incidents_incident_kill", args=[incident_id])).content.decode()
+    assert 'class="wf-kill"' in kill and "Yes, kill" in kill
+    assert "terminated" in kill and "finish and commit" in kill  # Kill next to Cancel
+    assert '<tr class="wf-chosen"><th>Kill</th>' in kill
+    cancel = operator.get(reverse("admin:incidents_incident_cancel",
+                                  args=[incident_id])).content.decode()
+    assert 'value="Yes, cancel">' in cancel and '<tr class="wf-chosen"><th>Cancel</th>' in cancel
+
+
+def test_the_site_root_and_view_site_lead_to_the_console(viewer):
+    assert Client().get("/")["Location"] == reverse("admin:index")
+    index = viewer.get(reverse("admin:index"))
+    assert 'href="/"' in index.content.decode()  # "View site"
+    assert viewer.get("/", follow=True).redirect_chain[-1][0] == reverse("admin:index")

@@ -2,7 +2,9 @@
 
 Logs in, starts a quicksort from the admin and watches it complete with its graph, starts a
 long chain and cancels it, and checks that a user without the kill permission cannot kill.
-Screenshots of the list and incident pages go to var/test-artifacts/.
+Then, in 1366 and 1920 px windows: every page fits the window (no sideways scrolling, no list
+column cut off, no button over the graph), the list refreshes itself while an incident runs,
+and Kill is red and says how it differs from Cancel. Screenshots go to var/test-artifacts/.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 PASSWORD = "browser-test-password"
+WIDTHS = (1366, 1920)  # a common laptop and a full-HD screen
 
 
 @pytest.fixture
@@ -60,8 +63,8 @@ def admin_url(transactional_db) -> Iterator[str]:
     server.terminate()
 
 
-def log_in(browser, base: str, username: str):
-    page = browser.new_page(viewport={"width": 1700, "height": 1000})
+def log_in(browser, base: str, username: str, width: int = 1700):
+    page = browser.new_page(viewport={"width": width, "height": 1000})
     page.goto(f"{base}/admin/login/")
     page.fill("#id_username", username)
     page.fill("#id_password", PASSWORD)
@@ -130,3 +133,111 @@ def test_an_operator_runs_watches_and_cancels_incidents_in_the_browser(browser, 
     assert (incident.status, incident.comment, incident.ended_by) == (
         IncidentStatus.CANCELLED, "called off from the browser", "root (admin)")
     Incident.objects.filter(pk=victim).update(status=IncidentStatus.CANCELLED)  # stop its chain
+
+
+#: What does not fit the window on the page shown: each problem in words, none when it fits.
+LAYOUT_PROBLEMS = """() => {
+  const problems = [], width = window.innerWidth;
+  const page = document.documentElement.scrollWidth;
+  if (page > width) problems.push(`the page is ${page} px wide in a ${width} px window`);
+  const results = document.querySelector("#changelist-form .results");
+  if (results && results.scrollWidth > results.clientWidth)
+    problems.push(`list columns cut off: ${results.scrollWidth} px in ${results.clientWidth} px`);
+  const graph = document.getElementById("wf-graph");
+  if (graph) {
+    const box = graph.getBoundingClientRect();
+    for (const tool of document.querySelectorAll(".object-tools li")) {
+      const t = tool.getBoundingClientRect();
+      if (t.left < box.right && t.right > box.left && t.top < box.bottom && t.bottom > box.top)
+        problems.push(`the ${tool.innerText.trim()} button covers the graph`);
+      if (t.right > width) problems.push(`the ${tool.innerText.trim()} button is off-screen`);
+    }
+    const svg = graph.querySelector("svg");
+    if (svg && graph.classList.contains("wf-fit")
+        && (graph.scrollWidth > graph.clientWidth + 1 || graph.scrollHeight > graph.clientHeight + 1))
+      problems.push("the graph, fitted, still scrolls in its box");
+  }
+  return problems;
+}"""
+
+
+def test_the_console_fits_1366_and_1920_px_windows_and_the_list_refreshes_itself(
+        browser, admin_url, workers):
+    workers.start("w1", concurrency=2)
+    User.objects.create_superuser("root", password=PASSWORD)
+    artifacts = Path(settings.VAR_DIR) / "test-artifacts"
+    artifacts.mkdir(parents=True, exist_ok=True)
+    base = admin_url
+    page = log_in(browser, base, "root", width=WIDTHS[0])
+    sort_id = start(page, base, "QUICKSORT", "wide sort", '{"size": 200, "seed": 7}')
+    page.wait_for_function("document.getElementById('wf-live')?.dataset.done === 'yes'",
+                           timeout=120_000)
+
+    # The list follows a running incident to its end without a reload.
+    start(page, base, "PROBE_CHAIN", "short chain", '{"left": 25, "pause": 0.1}')
+    page.goto(f"{base}/admin/incidents/incident/")
+    assert page.locator("#result_list tr", has_text="short chain").locator(
+        ".wf-status[data-live]").count() == 1, "the chain ended before the list was shown"
+    page.evaluate("window.wfSameDocument = true")
+    page.wait_for_function(
+        """() => [...document.querySelectorAll('#result_list tr')]
+                 .find(row => row.innerText.includes('short chain'))
+                 ?.querySelector('.wf-status').textContent === 'COMPLETE'""", timeout=60_000)
+    assert page.evaluate("window.wfSameDocument") is True  # updated in place, not reloaded
+    ran_for = page.locator("#result_list tr", has_text="short chain").locator(
+        ".field-ran_for").inner_text()
+    assert ran_for.endswith(("ms", " s")) and "so far" not in ran_for, ran_for
+
+    live_id = start(page, base, "PROBE_CHAIN", "live chain", '{"left": 1000000, "pause": 0.05}')
+    page.wait_for_function("document.getElementById('wf-status')?.textContent === 'ACTIVE'",
+                           timeout=60_000)
+    pages = {"list": "/admin/incidents/incident/", "start": "/admin/incidents/incident/start/",
+             "incident": f"/admin/incidents/incident/{sort_id}/change/",
+             "live-incident": f"/admin/incidents/incident/{live_id}/change/",
+             "kill-confirm": f"/admin/incidents/incident/{live_id}/kill/",
+             "messages": "/admin/incidents/messagelog/"}
+    for width in WIDTHS:
+        page.set_viewport_size({"width": width, "height": 900})
+        for name, url in pages.items():
+            page.goto(base + url)
+            assert page.evaluate(LAYOUT_PROBLEMS) == [], f"{name} page at {width} px"
+            page.screenshot(path=str(artifacts / f"admin-{name}-{width}.png"), full_page=False)
+
+        if width == WIDTHS[0]:  # selecting rows for an action pauses the list's refresh
+            page.goto(base + pages["list"])
+            note = "document.getElementById('wf-list-refresh').textContent"
+            checkbox = page.locator("#result_list tr", has_text="live chain").locator(
+                "input.action-select")
+            checkbox.check()
+            page.wait_for_function(f"{note}.includes('paused')", timeout=30_000)
+            checkbox.uncheck()
+            page.wait_for_function(f"{note}.startsWith('Refreshing')", timeout=30_000)
+
+        # On the live incident: Kill in the delete red, set apart from the other buttons.
+        page.goto(base + pages["live-incident"])
+        kill = page.locator("#wf-kill").bounding_box()
+        others = [page.locator(s).bounding_box() for s in ("#wf-cancel", ".historylink")]
+        assert all(kill["x"] - (box["x"] + box["width"]) >= 20 for box in others)
+        red, green, blue = (int(c) for c in page.locator("#wf-kill").evaluate(
+            "el => getComputedStyle(el).backgroundColor").strip("rgba()").split(",")[:3])
+        assert red > 150 and green < 80 and blue < 80, (red, green, blue)
+
+        # The wide quicksort graph: whole in its box, then at full size scrolling inside it.
+        page.goto(base + pages["incident"])
+        page.click("#wf-graph-size")
+        graph = page.locator("#wf-graph").evaluate(
+            "el => [el.scrollWidth, el.clientWidth, document.documentElement.scrollWidth]")
+        assert graph[0] > graph[1] and graph[2] <= width, graph
+        page.click("#wf-graph-size")  # back to fitted, for the next width and the next run
+        assert page.evaluate(LAYOUT_PROBLEMS) == []
+
+    page.goto(base + pages["live-incident"])
+    page.click("#wf-kill")
+    summary = page.inner_text("#wf-verb-summary") + page.inner_text("#wf-verbs")
+    assert "terminated" in summary and "Cancel" in summary and "finish" in summary
+    page.fill("#id_reason", "killed from the browser")
+    page.click("#wf-confirm")
+    page.wait_for_function("document.getElementById('wf-live')?.dataset.done === 'yes'",
+                           timeout=120_000)
+    assert page.inner_text("#wf-status") == "KILLED"
+    assert Incident.objects.get(pk=live_id).status == IncidentStatus.KILLED

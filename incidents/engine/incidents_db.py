@@ -39,7 +39,7 @@ def require(incident_id: str, *, where: str) -> str:
 
 #: The start of an IncidentID as printed (lower-case hex and hyphens), at least the 8
 #: characters the wildfire map shows.
-_ID_PREFIX = re.compile(r"[0-9a-f]{8}[0-9a-f-]{0,27}")
+ID_PREFIX = re.compile(r"[0-9a-f]{8}[0-9a-f-]{0,27}")
 _LIST_HINT = "see `manage.py list_incidents` for the ids"
 
 
@@ -59,7 +59,7 @@ def resolve(text: str, *, where: str) -> str:
             raise UnknownIncident(f"{where}: no incident has IncidentID {incident_id!r}; "
                                   f"{_LIST_HINT}", incident_id=incident_id)
         return incident_id
-    if not _ID_PREFIX.fullmatch(text):
+    if not ID_PREFIX.fullmatch(text):
         raise MessageError(f"{where}: IncidentID {text!r} is not a UUID, nor its first 8 or "
                            f"more characters; {_LIST_HINT}")
     matches = [str(pk) for pk in

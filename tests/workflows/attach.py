@@ -28,6 +28,5 @@ def attach_then_fail_handler(message):
 
 
 def RegisterHandlers():
-    workflow.RegisterKind("ATTACH_PROBE", queue="attach_probe", description="attaches results")
     workflow.RegisterHandler(handler=attach_handler, queue="attach_probe")
     workflow.RegisterHandler(handler=attach_then_fail_handler, queue="attach_probe_fail")
