@@ -2,12 +2,18 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import json
 import logging
+import os
+from collections.abc import Iterator
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
+
+from incidents.exceptions import WorkflowError
+from incidents.processes import Interrupted, WorkerGroup, interruptible, worker_env
 
 #: The engine's and the workflows' loggers; their INFO lines are for workers, not commands.
 ENGINE_LOGGERS = ("incidents", "workflows")
@@ -72,3 +78,25 @@ def operator() -> str:
         return f"{getpass.getuser()} (command line)"
     except Exception:  # no user name in this environment
         return "command line"
+
+
+@contextlib.contextmanager
+def local_workers(command: BaseCommand, prefix: str, count: int) -> Iterator[WorkerGroup]:
+    """Start `count` workers (prefix1, prefix2, ...) for the command's lifetime and stop them on
+    every way out: the block's end, an exception, SIGINT, SIGTERM or SIGHUP. A signal ends
+    the command with exit code 128 + its number, after one line on stderr (no traceback)."""
+    try:
+        with interruptible(), WorkerGroup(env=worker_env(), node_suffix=f"-{os.getpid()}") as group:
+            try:
+                for n in range(1, count + 1):
+                    try:
+                        group.start(f"{prefix}{n}")
+                    except WorkflowError as exc:  # it did not start: its log says why
+                        raise CommandError(str(exc)) from None
+                yield group
+            except Interrupted as exc:  # said before the warm stop, which takes seconds
+                with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
+                    command.stderr.write(f"{exc}: stopping the workers")
+                raise
+    except Interrupted as exc:
+        raise SystemExit(exc.exit_code) from None

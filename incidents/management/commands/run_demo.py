@@ -2,38 +2,75 @@
 from __future__ import annotations
 
 import importlib
+import pkgutil
 import time
+from types import ModuleType
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.db.models import Count
 
 from incidents.models import Incident, MessageLog
-from incidents.processes import WorkerGroup, worker_env
+
+from ._common import IncidentCommand, local_workers, positive_int
 
 
-class Command(BaseCommand):
+def demos() -> dict[str, ModuleType]:
+    """The modules in workflows/ with a demo: they define start_demo() and check_demo()."""
+    import workflows
+
+    found = {}
+    for info in pkgutil.iter_modules(workflows.__path__):
+        try:
+            module = importlib.import_module(f"workflows.{info.name}")
+        except Exception:  # a module that fails to load has no demo; `manage.py check` says why
+            continue
+        if callable(getattr(module, "start_demo", None)) and callable(getattr(module, "check_demo", None)):
+            found[info.name] = module
+    return found
+
+
+def demo(name: str) -> ModuleType:
+    """The demo module `name`, or a CommandError listing the demos there are."""
+    found = demos()
+    if name in found:
+        return found[name]
+    raise CommandError(f"--workflow {name!r} has no demo: {_why_no_demo(name)}; the demos are "
+                       f"{', '.join(sorted(found)) or 'none'}")
+
+
+def _why_no_demo(name: str) -> str:
+    if not name.isidentifier():  # wildfire.demo, ../x
+        return "a demo is a module directly in workflows/"
+    try:
+        importlib.import_module(f"workflows.{name}")
+    except Exception as exc:  # whatever stops the import is the reason; `check` shows more
+        if isinstance(exc, ModuleNotFoundError) and exc.name == f"workflows.{name}":
+            return f"there is no module workflows.{name}"
+        return f"workflows.{name} fails to load ({exc!r})"
+    return f"workflows.{name} defines no start_demo() and check_demo()"
+
+
+class Command(IncidentCommand):
     help = "Start worker processes, run a demo workflow, show progress, check the result."
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--workflow", default="quicksort",
                             help="module in workflows/ with start_demo() and check_demo()")
-        parser.add_argument("--size", type=int, default=1000, help="problem size")
-        parser.add_argument("--workers", type=int, default=2, help="worker processes to start")
+        parser.add_argument("--size", type=positive_int, default=1000, help="problem size")
+        parser.add_argument("--workers", type=positive_int, default=2,
+                            help="worker processes to start")
         parser.add_argument("--timeout", type=float, default=300, help="seconds to wait")
 
     def handle(self, *args: Any, **opts: Any) -> None:
-        try:
-            module = importlib.import_module(f"workflows.{opts['workflow']}")
-            start_demo, check_demo = module.start_demo, module.check_demo
-        except (ImportError, AttributeError) as exc:
-            raise CommandError(f"workflow {opts['workflow']!r} has no demo: {exc}") from exc
-        with WorkerGroup(env=worker_env()) as group:
-            for n in range(1, opts["workers"] + 1):
-                group.start(f"demo{n}")
+        module = demo(opts["workflow"])  # before any worker starts
+        with local_workers(self, "demo", opts["workers"]):
             self.stdout.write(f"started {opts['workers']} worker processes")
             started = time.monotonic()
-            incident_id, data = start_demo(opts["size"])
+            try:
+                incident_id, data = module.start_demo(opts["size"])
+            except ValueError as exc:  # a size this workflow cannot take; it declared nothing
+                raise CommandError(f"{opts['workflow']} demo: {exc}") from None
             self.stdout.write(f"incident {incident_id}: {opts['workflow']} of size {opts['size']}")
             incident = self._follow(incident_id, started + opts["timeout"])
             elapsed = time.monotonic() - started
@@ -43,7 +80,7 @@ class Command(BaseCommand):
         if incident.status != "COMPLETE":
             raise CommandError(f"incident ended {incident.status}: {incident.comment}")
         try:
-            self.stdout.write(self.style.SUCCESS(check_demo(incident_id, data)))
+            self.stdout.write(self.style.SUCCESS(module.check_demo(incident_id, data)))
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
 
