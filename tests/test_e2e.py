@@ -140,7 +140,7 @@ def test_run_demo_runs_quicksort_on_its_own_workers_and_checks_the_result(transa
     call_command("run_demo", "--size", "200", "--workers", "2", stdout=out)
     output = out.getvalue()
     assert "started 2 worker processes" in output
-    assert "COMPLETE in" in output and "sorted 200 numbers correctly" in output
+    assert "COMPLETE: ran for" in output and "sorted 200 numbers correctly" in output
 
 
 def test_run_demo_refuses_a_workflow_without_a_demo(transactional_db):
