@@ -1,5 +1,5 @@
-"""Records of the workflow: incidents, the message log, persisted handler state, locks and
-result files."""
+"""Records of the workflow: incidents, the message log, persisted handler state, locks,
+result files and what operators did."""
 from __future__ import annotations
 
 import uuid
@@ -82,6 +82,8 @@ class Incident(models.Model):
         permissions = [
             ("cancel_incident", "Can cancel incidents"),
             ("kill_incident", "Can kill incidents"),
+            ("resume_incident", "Can resume failed incidents"),
+            ("inject_message", "Can send a message into an incident"),
         ]
 
     def __str__(self) -> str:
@@ -226,3 +228,24 @@ class ResultFile(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} @ {self.incident_id}"
+
+
+class OperatorAction(models.Model):
+    """Something an operator did to an incident (admin or command): who, when, why, what."""
+
+    incident = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="actions",
+                                 db_index=False, help_text="The incident acted on.")
+    action = models.CharField(max_length=32, help_text=(
+        "What was done: cancel, kill, resume, inject, drain, ..."))
+    by = models.CharField(max_length=200, help_text='Who: "alice (admin)", "bob (command line)".')
+    at = models.DateTimeField(auto_now_add=True, help_text="When it was done.")
+    reason = models.TextField(blank=True, default="", help_text="Why, as the operator gave it.")
+    details = models.JSONField(default=dict, blank=True, help_text=(
+        "What it touched: the message sent, the messages resumed, the drain's deadline, ..."))
+
+    class Meta:
+        ordering = ["-at"]
+        indexes = [models.Index(fields=["incident", "at"], name="action_incident_at")]
+
+    def __str__(self) -> str:
+        return f"{self.action} by {self.by} at {self.at:%Y-%m-%d %H:%M:%S}"

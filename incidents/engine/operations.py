@@ -1,4 +1,5 @@
-"""What operators do to incidents (admin, management commands): start, cancel, kill."""
+"""What operators do to incidents (admin, management commands): start, cancel, kill; each
+recorded (engine/audit.py)."""
 from __future__ import annotations
 
 import logging
@@ -7,7 +8,7 @@ from typing import Any
 
 from django.db import transaction
 
-from incidents.engine import celery_app, incidents_db, ledger, lifecycle, outbox, registry, sending
+from incidents.engine import audit, celery_app, incidents_db, ledger, lifecycle, outbox, registry, sending
 from incidents.engine.context import StagedEnding
 from incidents.engine.validation import check_text
 from incidents.exceptions import MessageError
@@ -62,6 +63,8 @@ def cancel_incident(incident_id: Any, *, reason: str = "", by: str = "") -> bool
         lifecycle.stage_ending(str(incident.pk), IncidentStatus.CANCELLED, reason,
                                where="cancel", by=by)
         sending.flush()
+        audit.record(str(incident.pk), "cancel", by=by, reason=reason,
+                     status_before=incident.status)
     return incident.status in LIVE_INCIDENT_STATUSES
 
 
@@ -86,6 +89,8 @@ def kill_incident(incident_id: Any, *, reason: str = "", by: str = "") -> KillRe
         outbox.publish_on_commit(outbox.end_incident(ending, originator=""))
         if in_flight:
             transaction.on_commit(lambda: _revoke(in_flight))
+        audit.record(str(incident.pk), "kill", by=by, reason=reason,
+                     status_before=incident.status, stopped_messages=len(in_flight))
     killed = incident.status in LIVE_INCIDENT_STATUSES
     if killed:
         logger.warning("incident %s killed by %s: %d message(s) stopped", incident.pk,
