@@ -19,7 +19,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
-from incidents import admin_results, conf
+from incidents import admin_diagnosis, admin_drain, admin_inject, admin_results, admin_resume, conf
 from incidents.area import area_map
 from incidents.engine import graph, incidents_db, operations
 from incidents.exceptions import WorkflowError
@@ -148,7 +148,7 @@ class IncidentAdmin(admin.ModelAdmin):
 
     @admin.display(description="status", ordering="status")
     def status_coloured(self, incident: Incident) -> str:
-        return status_badge(incident.status, live=incident.is_live)
+        return admin_drain.badge(incident) or status_badge(incident.status, live=incident.is_live)
 
     @admin.display(description="area")
     def area(self, incident: Incident) -> str:
@@ -237,6 +237,10 @@ class IncidentAdmin(admin.ModelAdmin):
             path("<uuid:pk>/kill/", view(self.single_view), {"verb": "kill"},
                  name="incidents_incident_kill"),
             *admin_results.urls(self),
+            *admin_resume.urls(self),
+            *admin_diagnosis.urls(self),
+            *admin_inject.urls(self),
+            *admin_drain.urls(self),
             *super().get_urls(),
         ]
 
@@ -269,6 +273,7 @@ class IncidentAdmin(admin.ModelAdmin):
         return JsonResponse({
             "status": incident.status, "live": incident.status in LIVE_INCIDENT_STATUSES,
             "cleaned": incident.cleaned_at is not None,
+            "drain": admin_drain.live(incident),
             "counts": {s.value: getattr(counts, f"n_{s.name.lower()}") for s in MessageStatus},
         })
 
@@ -317,9 +322,12 @@ class IncidentAdmin(admin.ModelAdmin):
             "message_page": page, "message_statuses": MessageStatus.values,
             "status_filter": status_filter,
             "result_files": admin_results.listed(incident),
+            **admin_inject.context(request, incident),
+            **admin_drain.context(request, incident),
             "states": incident.states.order_by("id")[:200], "locks": incident.locks.order_by("label"),
             "can_cancel": self.has_cancel_permission(request),
             "can_kill": self.has_kill_permission(request),
+            "can_resume": admin_resume.can_resume(request),
             "results_url": task_results_url(),
             "flower_url": flower_url(),
             **(extra_context or {}),

@@ -62,6 +62,10 @@ DEFAULTS: dict[str, Any] = {
     # `manage.py prune_results` (and, a batch at a time, each incident's cleanup) deletes
     # it. 0: keep for ever.
     "RESULTS_RETENTION_DAYS": 30.0,
+    # Hours an incident that ended ERROR stays resumable: its cleanup keeps its persisted
+    # state and scratch directory that long (locks are released), then a batch in a later
+    # incident's cleanup removes them. 0: keep nothing, Resume is refused.
+    "RESUME_RETENTION_HOURS": 72.0,
     # Serve Prometheus metrics at /metrics; with a token, scrapers must send it as a Bearer.
     "METRICS": False,
     "METRICS_TOKEN": "",

@@ -47,6 +47,15 @@ class UnknownResult(WorkflowError, LookupError):
     """OpenResult() was given a name the incident has no result file of."""
 
 
+class NotResumable(WorkflowError):
+    """Resume was asked of an incident that cannot be resumed (live, not failed, or what it
+    kept for a resume is gone); the message says why."""
+
+
+class IncidentNotLive(MessageError):
+    """An operator's message was sent to an incident that has ended (not PENDING or ACTIVE)."""
+
+
 class LockTimeout(WorkflowError, TimeoutError):
     """GetLock() could not take the lock within its timeout."""
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.db import transaction
 
-from incidents.engine import context, ledger, locks, result_files, scratch
+from incidents.engine import context, draining, ledger, locks, result_files, resume, scratch
 from incidents.engine.registry import HandlerSpec
 from incidents.models import IN_FLIGHT_STATUSES, HandlerState, MessageLog, MessageStatus
 
@@ -54,18 +54,25 @@ def _cleanup(message: dict[str, Any]) -> None:
 
 def _remove_leftovers(message: dict[str, Any]) -> None:
     incident_id = message["IncidentID"]
+    # A failed incident keeps its persisted state and scratch directory for a Resume
+    # (engine/resume.py); its locks go, as its runs have ended.
+    kept = resume.keeps_for_resume(incident_id, message)
     removed: dict[str, int] = {}
     if message.get("CleanLocks", True):
         removed["locks"] = locks.backend().clear(incident_id)
-    if message.get("CleanPersist", True):
+    if message.get("CleanPersist", True) and not kept:
         removed["states"], _ = HandlerState.objects.filter(incident_id=incident_id).delete()
     if message.get("CleanMessages", False):
         removed["messages"], _ = (MessageLog.objects.filter(incident_id=incident_id)
                                   .exclude(pk=message["MessageID"]).delete())
-    removed["scratch_dirs"] = int(scratch.remove(incident_id))
+    if not kept:
+        removed["scratch_dirs"] = int(scratch.remove(incident_id))
     removed["expired_results"] = result_files.expire_batch()  # any incident's: no cron needed
+    removed["expired_resume_states"] = resume.expire_batch()  # likewise
+    draining.note_drained(message)  # before mark_cleaned: it notes uncleaned ones
     ledger.mark_cleaned(incident_id)
-    logger.info("incident %s cleaned up: %s", incident_id, removed)
+    logger.info("incident %s cleaned up%s: %s", incident_id,
+                ", its state and scratch directory kept for a resume" if kept else "", removed)
 
 
 #: The handler of the engine's own queue, registry.CLEANUP_QUEUE.

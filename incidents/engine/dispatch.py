@@ -20,7 +20,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from incidents import conf
-from incidents.engine import cleanup, context, incidents_db, ledger, locks, outbox, runs
+from incidents.engine import cleanup, context, draining, incidents_db, ledger, locks, outbox, runs
 from incidents.engine.context import HandlerRun, StagedEnding
 from incidents.engine.registry import HandlerSpec, handler_for, spec_of
 from incidents.engine.runs import Outcome, Result
@@ -125,11 +125,14 @@ def _incident_not_served(d: Delivery) -> Outcome | None:
 def _cleanup_waits(d: Delivery) -> Outcome | None:
     if not (d.spec.internal and cleanup.must_wait(d.message)):
         return None
+    if draining.ran_out(d.message):  # a drain's deadline passed: kill what still runs
+        draining.kill_the_rest(d.message)
+        return None
     waited = time.time() - (d.waiting_since or time.time())
     if waited < conf.get("CLEANUP_WAIT_SECONDS") or not cleanup.stop_waiting(d.message, waited):
         raise Deferred(f"cleanup of incident {d.incident_id} waits for messages in flight",
-                       delay=locks.retry_delay(d.retries), incident_id=d.incident_id,
-                       queue=d.queue)
+                       delay=draining.retry_delay(d.message, locks.retry_delay(d.retries)),
+                       incident_id=d.incident_id, queue=d.queue)
     return None
 
 

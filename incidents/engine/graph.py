@@ -31,22 +31,26 @@ FONT = "Helvetica"  # one font for nodes, edges and the legend
 # A node that only sends is linked from the nodes where its handler ran, if there are at most
 # this many; more would be a guess drawn as clutter, so it is linked from Start instead.
 MAX_INFERRED_SOURCES = 3
+#: The originator of a message an operator sent (admin, `send_message`): this, then who.
+OPERATOR_PREFIX = "operator:"
 
 WHITE, GREEN, ORANGE, RED, GREY = "#ffffff", "#b7e4c7", "#ffb347", "#f28482", "#d3d3d3"
 INK, FAINT, FAINT_TEXT, FAILED_RED = "#333333", "#9e9e9e", "#757575", "#c62828"
+OPERATOR_FILL, OPERATOR_INK = "#cfe2ff", "#1565c0"  # an operator's node and its edge from Start
 # The end node's fill: the colours of the admin's status badges.
 END_COLOURS: dict[str, str] = {IncidentStatus.COMPLETE: "#2e7d32", IncidentStatus.CANCELLED: "#795548",
                IncidentStatus.ERROR: "#c62828", IncidentStatus.KILLED: "#4a148c"}
 
 # What became of the messages an edge stands for (an edge per sender, receiver and outcome).
-HANDLED, FAILED, WAITING, NEVER_RAN, INFERRED, ENDED = (
-    "handled", "failed", "waiting", "never ran", "inferred", "ended")
+HANDLED, FAILED, WAITING, NEVER_RAN, INFERRED, ENDED, BY_OPERATOR = (
+    "handled", "failed", "waiting", "never ran", "inferred", "ended", "by operator")
 EDGE_STYLES = {
     HANDLED: "",  # the default edge
     FAILED: f'color="{FAILED_RED}", fontcolor="{FAILED_RED}", penwidth=2',
     WAITING: "style=dashed",
     NEVER_RAN: f'color="{FAINT}", fontcolor="{FAINT_TEXT}", style=dashed',
     INFERRED: f'color="{FAINT}", style=dotted, arrowhead=empty',
+    BY_OPERATOR: f'color="{OPERATOR_INK}", style=dotted, arrowhead=empty',
 }
 
 
@@ -61,11 +65,18 @@ class Node:
     never_ran: int = 0
 
     @property
+    def is_operator(self) -> bool:
+        """An operator who sent messages into the incident (it receives none)."""
+        return self.name.startswith(OPERATOR_PREFIX)
+
+    @property
     def colour(self) -> str:
-        return colour_of(self.statuses)
+        return OPERATOR_FILL if self.is_operator else colour_of(self.statuses)
 
     @property
     def label(self) -> str:
+        if self.is_operator:
+            return f"{self.name.removeprefix(OPERATOR_PREFIX)}\noperator"
         if not self.messages:
             return self.name
         unit = "msg" if self.messages == 1 else "msgs"
@@ -168,6 +179,8 @@ class _Origins:
         its queue, or the handler's name without "_handler"."""
         if not originator:
             return src_tag or START
+        if originator.startswith(OPERATOR_PREFIX):  # one node per operator, tags or not
+            return originator
         if src_tag and src_tag in self.received:
             return src_tag
         inputs = self.inputs(originator)
@@ -248,6 +261,8 @@ def _assemble(rows: Iterable[dict[str, Any]], ending: Ending | None) -> Graph:
         counts[sender, receiver, outcome] = counts.get((sender, receiver, outcome), 0) + row["n"]
     edges = [Edge(s, r, n, outcome) for (s, r, outcome), n in counts.items()]
     edges += [Edge(sender, END, 0, ENDED) for sender in enders]
+    # An operator acts from outside, as Start does: their node hangs off Start.
+    edges += [Edge(START, name, 0, BY_OPERATOR) for name in nodes if nodes[name].is_operator]
     for name, handlers in handlers_at.items():  # nodes that only send: link where they ran
         sources = sorted({n for h in handlers for n in origins.inputs(h)} - {name})
         if name not in origins.received and 0 < len(sources) <= MAX_INFERRED_SOURCES:
@@ -302,6 +317,8 @@ _LEGEND_ROWS = [  # (node fill, its border style, meaning) | (line width, style,
      _LINE.format(1, "dashed", FAINT, "never ran (NOT PROCESSED)")),
     (_SWATCH.format(GREY, "dashed", "nothing ran"),
      _LINE.format(1, "dotted", FAINT, "link inferred, not logged")),
+    (_SWATCH.format(OPERATOR_FILL, "solid", "an operator (hexagon)"),
+     _LINE.format(1, "dotted", OPERATOR_INK, "an operator stepped in")),
 ]
 
 
@@ -326,9 +343,11 @@ def to_dot(graph: Graph) -> str:
              f'  edge [fontname="{FONT}", color="{INK}"];',
              f"  label={legend(graph.note)};"]
     for node in graph.nodes.values():
-        dashed = ', style="rounded,filled,dashed"' if node.colour == GREY else ""
+        shape = ', style="rounded,filled,dashed"' if node.colour == GREY else ""
+        if node.is_operator:
+            shape = f', shape=hexagon, style=filled, color="{OPERATOR_INK}"'
         lines.append(f"  {quote(node.name)} [label={quote(node.label)}, "
-                     f"fillcolor={quote(node.colour)}{dashed}];")
+                     f"fillcolor={quote(node.colour)}{shape}];")
     if graph.ending:
         lines.append(f"  {quote(END)} [label={quote(graph.ending.label)}, "
                      f'fillcolor="{graph.ending.colour}", fontcolor="#ffffff", peripheries=2];')

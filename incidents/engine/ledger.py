@@ -19,9 +19,11 @@ from datetime import datetime
 from typing import Any, cast
 
 from django.db import connection
-from django.db.models import Field, Model
+from django.db.models import F, Field, Model, Q, QuerySet
+from django.db.models.functions import Least
 from django.utils import timezone
 
+from incidents.engine.registry import CLEANUP_QUEUE
 from incidents.models import (
     IN_FLIGHT_STATUSES,
     LIVE_INCIDENT_STATUSES,
@@ -233,14 +235,39 @@ def abandon_waiting(incident_id: str, *, besides: str, comment: str) -> Counter[
     return abandoned
 
 
-def stop_in_flight(incident_id: str, comment: str) -> list[str]:
-    """Every in-flight message of the incident -> NOT PROCESSED (a Kill); their ids."""
-    in_flight = [str(pk) for pk in MessageLog.objects.select_for_update()
-                 .filter(incident_id=incident_id, status__in=IN_FLIGHT_STATUSES)
-                 .values_list("pk", flat=True)]
+def stop_in_flight(incident_id: str, comment: str, *, besides: str | None = None) -> list[str]:
+    """Every in-flight message of the incident (but `besides`) -> NOT PROCESSED (a Kill, a
+    drain that ran out); their ids."""
+    rows = MessageLog.objects.select_for_update().filter(incident_id=incident_id,
+                                                         status__in=IN_FLIGHT_STATUSES)
+    if besides:
+        rows = rows.exclude(pk=besides)
+    in_flight = [str(pk) for pk in rows.values_list("pk", flat=True)]
     MessageLog.objects.filter(pk__in=in_flight, status__in=IN_FLIGHT_STATUSES).update(
         status=MessageStatus.NOT_PROCESSED, completed=timezone.now(), comment=comment)
     return in_flight
+
+
+def to_run_again(incident_id: str, failed_at: datetime) -> QuerySet[MessageLog]:
+    """What a Resume queues again: the incident's failed messages (ERROR) and those refused
+    because it had failed (NOT PROCESSED since `failed_at`), not its cleanups'."""
+    return (MessageLog.objects.filter(incident_id=incident_id).exclude(destination=CLEANUP_QUEUE)
+            .filter(Q(status=MessageStatus.ERROR)
+                    | Q(status=MessageStatus.NOT_PROCESSED, completed__gte=failed_at)))
+
+
+def requeue_for_resume(incident_id: str, *, failed_at: datetime, max_attempts: int,
+                       comment: str) -> list[MessageLog]:
+    """A Resume: to_run_again() -> QUEUED, to be published again with their MessageIDs; the
+    rows. Attempts go on counting, but a message that used them all up (its runs kept dying)
+    keeps one: it is set to `max_attempts` - 1."""
+    ids = list(to_run_again(incident_id, failed_at).select_for_update()
+               .values_list("pk", flat=True))
+    MessageLog.objects.filter(pk__in=ids).update(
+        status=MessageStatus.QUEUED, submitted=timezone.now(), completed=None, duration=None,
+        publish_failures=0, comment=comment,
+        attempts=Least(F("attempts"), max(max_attempts - 1, 0)))
+    return list(MessageLog.objects.filter(pk__in=ids).order_by("submitted", "pk"))
 
 
 def mark_sent(ids: Sequence[str], *, skip_locked: bool = False) -> None:
@@ -287,11 +314,27 @@ def end(incident_id: str, status: str, reason: str, by: str) -> bool:
                         ended_by=by[:200]))
 
 
+def kill_cancelled(incident_id: str, comment: str) -> bool:
+    """CANCELLED -> KILLED: a drain (a Cancel with a deadline) ran out while handlers still
+    ran; it keeps when and by whom it ended. False if it was not CANCELLED."""
+    return bool(Incident.objects.filter(pk=incident_id, status=IncidentStatus.CANCELLED)
+                .update(status=IncidentStatus.KILLED, comment=comment))
+
+
 def reopen(incident_id: str, ended_as: str) -> bool:
     """An ended incident -> ACTIVE again, as new (the health check's fixed incident)."""
     return bool(Incident.objects.filter(pk=incident_id, status=ended_as).update(
         status=IncidentStatus.ACTIVE, activated_at=timezone.now(), completed_at=None,
         cleaned_at=None, comment="", ended_by=""))
+
+
+def resume(incident_id: str, failed_at: datetime) -> bool:
+    """ERROR -> ACTIVE again (an operator's Resume), as if it had not ended; its first start
+    is kept. Fenced by when it failed: False if it moved on (resumed, failed anew)."""
+    return bool(Incident.objects.filter(pk=incident_id, status=IncidentStatus.ERROR,
+                                        completed_at=failed_at).update(
+        status=IncidentStatus.ACTIVE, completed_at=None, cleaned_at=None, comment="",
+        ended_by=""))
 
 
 def mark_cleaned(incident_id: str) -> None:

@@ -151,6 +151,10 @@ def apply_ending(ending: StagedEnding, *, originator: str) -> StagedMessage | No
                     f" by {ending.by}" if ending.by else "",
                     f": {ending.reason}" if ending.reason else "")
     else:
+        if (not ending.force and ending.status != IncidentStatus.ERROR
+                and incidents_db.status_of(ending.incident_id) == IncidentStatus.ERROR):
+            # A Cancel (or Complete) of a failed incident: what it kept for a resume goes.
+            ending.force = True
         logger.info("incident %s already ended; %s ignored%s", ending.incident_id,
                     ending.status, ", cleaning up at once" if ending.force else "")
         if not ending.force:

@@ -8,7 +8,7 @@ from typing import Any
 
 from django.db import transaction
 
-from incidents.engine import audit, celery_app, incidents_db, ledger, lifecycle, outbox, registry, sending
+from incidents.engine import audit, draining, incidents_db, ledger, lifecycle, outbox, registry, sending
 from incidents.engine.context import StagedEnding
 from incidents.engine.validation import check_text
 from incidents.exceptions import MessageError
@@ -88,7 +88,7 @@ def kill_incident(incident_id: Any, *, reason: str = "", by: str = "") -> KillRe
                                           f"incident killed{f' by {by}' if by else ''}")
         outbox.publish_on_commit(outbox.end_incident(ending, originator=""))
         if in_flight:
-            transaction.on_commit(lambda: _revoke(in_flight))
+            transaction.on_commit(lambda: draining.revoke(in_flight))
         audit.record(str(incident.pk), "kill", by=by, reason=reason,
                      status_before=incident.status, stopped_messages=len(in_flight))
     killed = incident.status in LIVE_INCIDENT_STATUSES
@@ -100,13 +100,3 @@ def kill_incident(incident_id: Any, *, reason: str = "", by: str = "") -> KillRe
                     "stopped", incident.pk, incident.status, by or "?", len(in_flight))
     return KillReport(str(incident.pk), killed, len(in_flight),
                       IncidentStatus.KILLED if killed else incident.status)
-
-
-def _revoke(message_ids: list[str]) -> None:
-    """Ask every worker to drop these messages and terminate handlers running them."""
-    app = celery_app.get()
-    try:
-        app.control.revoke(message_ids, terminate=True, signal="SIGTERM")
-    except Exception:  # the log already says NOT PROCESSED; revoking only saves work
-        logger.warning("could not broadcast revoke of %d message(s)", len(message_ids),
-                       exc_info=True)

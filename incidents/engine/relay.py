@@ -1,4 +1,5 @@
-"""The outbox relay as a worker step: every few seconds, publish what was left unpublished."""
+"""The outbox relay as a worker step: every few seconds, publish what was left unpublished
+(and kill what overdue drains left running: engine/draining.py)."""
 from __future__ import annotations
 
 import logging
@@ -34,11 +35,12 @@ class RelayStep(bootsteps.StartStopStep):
         from django.db import connection
 
         from incidents import conf
-        from incidents.engine import outbox
+        from incidents.engine import draining, outbox
 
         while not self._stop.wait(conf.get("RELAY_INTERVAL_SECONDS")):
             try:
                 outbox.relay_once()
+                draining.kill_overdue()  # drains whose cleanup no free pool process took
             except Exception:  # the relay must outlive a database or broker outage
                 logger.warning("relay pass failed; will retry", exc_info=True)
             finally:
