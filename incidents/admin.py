@@ -325,6 +325,7 @@ class IncidentAdmin(admin.ModelAdmin):
             **admin_inject.context(request, incident),
             **admin_drain.context(request, incident),
             "states": incident.states.order_by("id")[:200], "locks": incident.locks.order_by("label"),
+            "operator_actions": incident.actions.order_by("-at", "-id")[:100],
             "can_cancel": self.has_cancel_permission(request),
             "can_kill": self.has_kill_permission(request),
             "can_resume": admin_resume.can_resume(request),

@@ -329,6 +329,8 @@ def test_the_admin_shows_what_a_resume_does_then_resumes_and_records_who(bug):
     # Once complete: no button, and the page says why it cannot be resumed.
     page = operator.get(reverse("admin:incidents_incident_change", args=[incident_id]))
     assert b'id="wf-resume"' not in page.content
+    actions = page.content.decode().split('id="wf-actions"')[1].split("</table>")[0]
+    assert "resumer (admin)" in actions and "fixed in the console" in actions  # who, why
     refused = operator.get(url).content.decode()
     assert "It cannot be resumed: it ended COMPLETE, not ERROR" in refused
     assert 'id="wf-confirm"' not in refused
