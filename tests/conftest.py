@@ -6,7 +6,9 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
+from django.contrib.auth.models import Permission, User
 from django.db import connections
+from django.test import Client
 
 from incidents import workflow
 from incidents.engine import context, registry
@@ -100,3 +102,12 @@ def wait_until(condition: Callable[[], object], *, timeout: float = 120, what: s
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout} s waiting for {what or condition}")
         time.sleep(0.1)
+
+
+def staff(username: str, *codenames: str) -> Client:
+    """A logged-in admin client of a staff user with just these permissions."""
+    user = User.objects.create_user(username, password="pw-for-tests-only", is_staff=True)
+    user.user_permissions.set(Permission.objects.filter(codename__in=codenames))
+    client = Client()
+    client.force_login(user)
+    return client

@@ -5,7 +5,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.contrib.auth.models import Permission, User
+from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -14,15 +14,9 @@ from incidents import workflow
 from incidents.models import Incident, IncidentStatus, MessageLog
 from incidents.templatetags.incident_format import human_duration, timestamp
 
+from .conftest import staff
+
 pytestmark = pytest.mark.usefixtures("broker")
-
-
-def staff(username: str, *codenames: str) -> Client:
-    user = User.objects.create_user(username, password="pw-for-tests-only", is_staff=True)
-    user.user_permissions.set(Permission.objects.filter(codename__in=codenames))
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 @pytest.fixture

@@ -8,10 +8,8 @@ from datetime import timedelta
 from io import StringIO
 
 import pytest
-from django.contrib.auth.models import Permission, User
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
@@ -21,7 +19,7 @@ from incidents.models import Incident, IncidentStatus, Lock, MessageLog, Message
 from incidents.processes import WorkerGroup, worker_env
 from incidents.testing import run_until_idle
 
-from .conftest import TEST_MODULES, wait_until
+from .conftest import TEST_MODULES, staff, wait_until
 
 registry.load_workflow_modules(["tests.workflows.stuck"])
 
@@ -148,14 +146,6 @@ def test_dead_letters_of_the_incident_are_named_and_others_ignored(incident_id, 
 
 
 # The admin
-
-
-def staff(username: str, *codenames: str) -> Client:
-    user = User.objects.create_user(username, password="pw-for-tests-only", is_staff=True)
-    user.user_permissions.set(Permission.objects.filter(codename__in=codenames))
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def test_the_admin_panel_loads_the_reasons_on_demand_with_links(incident_id, broker):

@@ -8,10 +8,8 @@ from datetime import datetime, timedelta
 from io import StringIO
 
 import pytest
-from django.contrib.auth.models import Permission, User
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
@@ -21,17 +19,9 @@ from incidents.engine.runs import Result
 from incidents.exceptions import Deferred, MessageError
 from incidents.models import Incident, IncidentStatus, MessageLog, MessageStatus
 
-from .conftest import ended, start_blocked_incident, wait_until
+from .conftest import ended, staff, start_blocked_incident, wait_until
 
 pytestmark = pytest.mark.usefixtures("broker")
-
-
-def staff(username: str, *codenames: str) -> Client:
-    user = User.objects.create_user(username, password="pw-for-tests-only", is_staff=True)
-    user.user_permissions.set(Permission.objects.filter(codename__in=codenames))
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def running_handler(incident_id: str) -> MessageLog:

@@ -7,10 +7,8 @@ import json
 from io import StringIO
 
 import pytest
-from django.contrib.auth.models import Permission, User
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.test import Client
 from django.urls import reverse
 
 from incidents import workflow
@@ -21,7 +19,7 @@ from incidents.models import HandlerState, Incident, IncidentStatus, MessageLog,
 from incidents.processes import WorkerGroup, worker_env
 from incidents.testing import run_until_idle
 
-from .conftest import TEST_MODULES, ended, wait_until
+from .conftest import TEST_MODULES, ended, staff, wait_until
 
 registry.load_workflow_modules(["tests.workflows.intervene"])
 pytestmark = pytest.mark.usefixtures("broker")
@@ -38,14 +36,6 @@ def stuck_incident(folder) -> str:
 
 def total_of(incident_id: str) -> dict:
     return json.loads(HandlerState.objects.get(incident_id=incident_id, handler="total_handler").data)
-
-
-def staff(username: str, *codenames: str) -> Client:
-    user = User.objects.create_user(username, password="pw-for-tests-only", is_staff=True)
-    user.user_permissions.set(Permission.objects.filter(codename__in=codenames))
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 @pytest.fixture

@@ -9,10 +9,8 @@ from io import StringIO
 from pathlib import Path
 
 import pytest
-from django.contrib.auth.models import Permission, User
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
@@ -25,7 +23,7 @@ from incidents.processes import WorkerGroup, worker_env
 from incidents.testing import run_until_idle
 from tests.workflows import resumable
 
-from .conftest import TEST_MODULES, ended, wait_until
+from .conftest import TEST_MODULES, ended, staff, wait_until
 
 registry.load_workflow_modules(["tests.workflows.resumable"])
 
@@ -287,14 +285,6 @@ def test_the_command_refuses_with_the_reason(incident_id):
 
 
 # The admin
-
-
-def staff(username: str, *codenames: str) -> Client:
-    user = User.objects.create_user(username, password="pw-for-tests-only", is_staff=True)
-    user.user_permissions.set(Permission.objects.filter(codename__in=codenames))
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def test_without_the_permission_there_is_no_button_and_a_crafted_post_is_refused(bug):
