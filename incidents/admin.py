@@ -23,6 +23,7 @@ from incidents import admin_diagnosis, admin_drain, admin_inject, admin_results,
 from incidents.area import area_map
 from incidents.engine import graph, incidents_db, operations
 from incidents.exceptions import WorkflowError
+from incidents.formatting import human_duration, timestamp
 from incidents.forms import ReasonForm, StartIncidentForm
 from incidents.models import (
     LIVE_INCIDENT_STATUSES,
@@ -34,7 +35,6 @@ from incidents.models import (
     MessageStatus,
 )
 from incidents.queries import with_message_counts
-from incidents.templatetags.incident_format import human_duration, timestamp
 
 STATUS_COLOURS: dict[str, str] = {
     IncidentStatus.PENDING: "#6c757d", IncidentStatus.ACTIVE: "#e67e22",

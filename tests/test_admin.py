@@ -11,8 +11,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from incidents import workflow
+from incidents.formatting import human_duration, timestamp
 from incidents.models import Incident, IncidentStatus, MessageLog
-from incidents.templatetags.incident_format import human_duration, timestamp
 
 from .conftest import staff
 

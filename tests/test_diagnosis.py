@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from incidents import workflow
-from incidents.engine import deadletter, diagnosis, ledger, queue_consumers, registry
+from incidents.engine import deadletter, diagnosis, diagnosis_facts, ledger, queue_consumers, registry
 from incidents.models import Incident, IncidentStatus, Lock, MessageLog, MessageStatus
 from incidents.processes import WorkerGroup, worker_env
 from incidents.testing import run_until_idle
@@ -100,14 +100,14 @@ def test_an_ended_and_cleaned_incident_has_no_reason(incident_id):
     assert "ended and cleaned up" in out.getvalue()
 
 
-def facts_with_run(running: float, durations: list[float]) -> tuple[diagnosis.Facts, object]:
+def facts_with_run(running: float, durations: list[float]) -> tuple[diagnosis_facts.Facts, object]:
     now = timezone.now()
-    run = diagnosis.Run("m1", "q", "h", now - timedelta(seconds=running), 1, "host:42")
-    median = sorted(durations)[len(durations) // 2] if len(durations) >= diagnosis.MIN_SAMPLES else None
-    facts = diagnosis.Facts(
+    run = diagnosis_facts.Run("m1", "q", "h", now - timedelta(seconds=running), 1, "host:42")
+    median = sorted(durations)[len(durations) // 2] if len(durations) >= diagnosis_facts.MIN_SAMPLES else None
+    facts = diagnosis_facts.Facts(
         incident_id="i", status=IncidentStatus.ACTIVE, created_at=now, ended_at=None,
         cleaned_at=None, messages={}, last_ended=None, backlog=[], runs=[run],
-        usual={"q": diagnosis.Usual(median, len(durations))}, locks=[], lock_store="database",
+        usual={"q": diagnosis_facts.Usual(median, len(durations))}, locks=[], lock_store="database",
         cleanup=None, consumers={}, earlier_lock_waits={}, dead_letters=[])
     return facts, now
 
@@ -230,23 +230,23 @@ def test_a_queue_no_worker_consumes_is_named_then_the_cleanup_waiting_for_it(stu
 def test_a_run_far_longer_than_its_handlers_usual_is_named_with_its_worker(stuck_workers, tmp_path):
     stuck_workers.start("w1", queues=["stuck_slow", "_Cleanup"])
     incident_id = workflow.CreateIncident(name="long run", kind="TEST")
-    for _ in range(diagnosis.MIN_SAMPLES):
+    for _ in range(diagnosis_facts.MIN_SAMPLES):
         send(incident_id, "stuck_slow")
     wait_until(lambda: MessageLog.objects.filter(incident_id=incident_id,
                                                  status=MessageStatus.COMPLETE).count()
-               == diagnosis.MIN_SAMPLES, what="the quick runs")
+               == diagnosis_facts.MIN_SAMPLES, what="the quick runs")
     slow = send(incident_id, "stuck_slow", folder=str(tmp_path))
     wait_until(lambda: MessageLog.objects.filter(pk=slow, status=MessageStatus.PROCESSING).exists(),
                what="the slow run to show as PROCESSING")
-    usual = diagnosis.gather(incident_id, read_dead_letters=False).usual["stuck_slow"]
-    assert usual.samples == diagnosis.MIN_SAMPLES and usual.median is not None
+    usual = diagnosis_facts.gather(incident_id, read_dead_letters=False).usual["stuck_slow"]
+    assert usual.samples == diagnosis_facts.MIN_SAMPLES and usual.median is not None
     # A floor below the claim delay lets a test see a "long" run within a second.
     reason = wait_until(lambda: next((r for r in diagnosis.diagnose(incident_id, long_floor=0.5)
                                       if r.kind == diagnosis.LONG_RUN), None),
                         what="the run to count as long")
     row = MessageLog.objects.get(pk=slow)
     assert (reason.evidence["message"], reason.evidence["samples"], reason.evidence["worker"]) == (
-        slow, diagnosis.MIN_SAMPLES, row.consumer)
+        slow, diagnosis_facts.MIN_SAMPLES, row.consumer)
     assert row.consumer and reason.since == row.received
     assert reason.evidence["running_seconds"] > 3 * usual.median
     assert reason.target == diagnosis.Target("message", {"id": slow})

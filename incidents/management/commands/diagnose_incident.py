@@ -11,8 +11,8 @@ from django.utils import timezone
 
 from incidents.engine import diagnosis, incidents_db
 from incidents.exceptions import WorkflowError
+from incidents.formatting import human_duration, timestamp
 from incidents.models import IN_FLIGHT_STATUSES, LIVE_INCIDENT_STATUSES, Incident
-from incidents.templatetags.incident_format import human_duration, timestamp
 
 from ._common import IncidentCommand
 

@@ -10,8 +10,8 @@ from typing import Any
 from django.core.management.base import CommandError
 from django.db.models import Count
 
+from incidents.formatting import human_duration
 from incidents.models import Incident, MessageLog
-from incidents.templatetags.incident_format import human_duration
 
 from ._common import IncidentCommand, local_workers, positive_int
 
