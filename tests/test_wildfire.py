@@ -194,6 +194,11 @@ def test_a_file_without_usable_hotspots_ends_the_incident_with_a_clear_error(nam
     assert "wildfire_ingest_handler failed: WildfireInputError" in incident.comment
     assert reason in incident.comment
     assert not bodies(incident_id, "wildfire_simulate")
+    # Kept for a Resume after the file is fixed (WORKFLOW_RESUME_RETENTION_HOURS); a Kill
+    # gives up on it and removes it.
+    assert (scratch.root() / incident_id).exists()
+    operations.kill_incident(incident_id, reason="not worth resuming")
+    run_until_idle()
     assert not (scratch.root() / incident_id).exists()
 
 
