@@ -306,7 +306,8 @@ class IncidentAdmin(admin.ModelAdmin):
         if status_filter in MessageStatus.values:
             log = log.filter(status=status_filter)
         page = Paginator(log.only("id", "originator", "destination", "src_tag", "dest_tag",
-                                  "status", "submitted", "duration", "attempts", "comment"),
+                                  "status", "submitted", "duration", "attempts", "comment",
+                                  "not_before"),
                          MESSAGES_PER_PAGE).get_page(request.GET.get("mpage"))
         try:
             svg = graph.render(str(incident.pk), "svg").decode()

@@ -23,6 +23,9 @@ DEFAULTS: dict[str, Any] = {
     "RELAY_INTERVAL_SECONDS": 5.0,
     # A message committed but unpublished for this long is published by the relay.
     "RELAY_STALE_SECONDS": 10.0,
+    # Seconds between passes of each worker's timer loop, which publishes the messages sent
+    # with send(delay=...) once due: a timer fires at most about this late on an idle system.
+    "TIMER_INTERVAL_SECONDS": 0.25,
     # Seconds a delivery to a busy @atomic handler waits in its worker for the lock before it
     # goes back to the broker to retry (most atomic runs are short; a retry costs far more).
     "ATOMIC_WAIT_SECONDS": 1.0,

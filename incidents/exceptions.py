@@ -70,3 +70,18 @@ class Deferred(WorkflowError):
     def __init__(self, message: str, *, delay: float, **fields: str | None) -> None:
         super().__init__(message, **fields)
         self.delay = delay
+
+
+class Retry(WorkflowError):
+    """Raised by a handler to be run again later: its effects are discarded and the message
+    is delivered again after `delay` seconds (None: the handler's backoff). It is retried up
+    to the handler's `retries`, or 3 times if it has none; then it fails as any error does."""
+
+    def __init__(self, delay: float | None = None, reason: str = "") -> None:
+        super().__init__(reason or "the handler asked to be retried")
+        if delay is not None and (isinstance(delay, bool) or not isinstance(delay, (int, float))
+                                  or delay < 0):
+            raise ValueError(f"Retry(): delay {delay!r} must be a number of seconds >= 0, "
+                             "or None for the handler's backoff")
+        self.delay = delay
+        self.reason = reason

@@ -110,7 +110,9 @@ class MessageLog(models.Model):
                                 help_text="Optional name of the receiving node in the graph.")
     status = models.CharField(max_length=16, choices=MessageStatus.choices,
                               default=MessageStatus.QUEUED, help_text="Where the message is in its life.")
-    submitted = models.DateTimeField(help_text="When the send was committed (or last handed to the relay).")
+    submitted = models.DateTimeField(help_text=(
+        "When the send was committed (or last handed to the relay); a timer's due time until "
+        "it fires."))
     received = models.DateTimeField(null=True, blank=True, help_text="When a handler started on it.")
     completed = models.DateTimeField(null=True, blank=True, help_text="When its handling ended.")
     duration = models.FloatField(null=True, blank=True, help_text="Handling time in seconds.")
@@ -125,6 +127,8 @@ class MessageLog(models.Model):
     comment = models.TextField(blank=True, default="",
                                help_text="Why it ended as it did (traceback for ERROR).")
     body = models.JSONField(help_text="The message as sent, with MessageID and originator.")
+    not_before = models.DateTimeField(null=True, blank=True, help_text=(
+        "A timer (send(delay=...)): not published before this time; empty for other messages."))
 
     class Meta:
         ordering = ["-submitted"]
@@ -133,6 +137,9 @@ class MessageLog(models.Model):
             # The relay's: committed and not yet handled (QUEUED, SENT).
             models.Index(fields=["submitted"], name="message_waiting",
                          condition=Q(status__in=["QUEUED", "SENT"])),
+            # The timer loop's: timers not yet published, by due time (engine/timers.py).
+            models.Index(fields=["not_before"], name="message_timers",
+                         condition=Q(status="QUEUED", not_before__isnull=False)),
         ]
 
     def __str__(self) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from queue import Empty
 
 from incidents.engine import celery_app, dispatch, publisher, registry
+from incidents.engine.runs import RetryScheduled
 from incidents.exceptions import Deferred, WorkflowError
 
 
@@ -44,14 +45,18 @@ def run_until_idle(*, max_messages: int = 100_000, raise_on_error: bool = True) 
                         message = queue.get(block=False)
                     except Empty:
                         continue
-                    args, _kwargs, _embed = message.payload
+                    args, kwargs, _embed = message.payload
+                    retried = {key: kwargs[key] for key in ("retried", "notes") if key in kwargs}
                     retries = int(message.headers.get("retries") or 0)
                     message.ack()
                     handled += 1
                     try:
-                        outcome = dispatch.deliver(name, args[0], retries=retries)
-                    except Deferred:
-                        app.send_task(registry.task_name(name), args=args, queue=name,
+                        outcome = dispatch.deliver(name, args[0], retries=retries, **retried)
+                    except Deferred as wait:  # a handler's retry runs at once here, no wait
+                        if isinstance(wait, RetryScheduled):
+                            retried = {"retried": wait.retried, "notes": wait.notes}
+                        app.send_task(registry.task_name(name), args=args, kwargs=retried,
+                                      queue=name,
                                       task_id=message.headers.get("id"), retries=retries + 1)
                         continue
                     progressed = True

@@ -13,6 +13,7 @@ Handler modules import only this::
 """
 from __future__ import annotations
 
+import datetime
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -21,12 +22,14 @@ from typing import Any
 from incidents import standalone  # noqa: F401  (first: sets Django up in a plain script)
 from incidents.engine import (
     context,
+    contracts,
     dispatch,
     lifecycle,
     locks,
     persist,
     registry,
     result_files,
+    retrying,
     scratch,
     sending,
     tasks,
@@ -42,6 +45,7 @@ from incidents.exceptions import (  # noqa: F401  (re-exported for handler autho
     LockTimeout,
     MessageError,
     MessageTypeError,
+    Retry,
     UnknownIncident,
     UnknownResult,
     WorkflowError,
@@ -51,7 +55,7 @@ from incidents.models import LIVE_INCIDENT_STATUSES, IncidentStatus
 __all__ = [
     "AttachResult", "Cancel", "CheckLock", "CloseConnection", "Complete", "CreateIncident",
     "FlushMessages", "GetLock", "IncidentDir", "IsLocked", "OpenConnection", "OpenResult",
-    "Persist", "RegisterHandler", "RegisterKind", "ReleaseLock", "SetLoggingLevel",
+    "Persist", "RegisterHandler", "RegisterKind", "ReleaseLock", "Retry", "SetLoggingLevel",
     "WorkflowError", "atomic", "execute", "handler", "logger", "send", "setIncidentActive",
 ]
 
@@ -82,14 +86,27 @@ def atomic(func: Handler) -> Handler:
     return func
 
 
-def RegisterHandler(handler: Handler, queue: str, time_limit: float | None = None) -> None:
+def RegisterHandler(handler: Handler, queue: str, time_limit: float | None = None, *,
+                    retries: int = 0, retry_backoff: float = 2.0,
+                    retry_on: type[BaseException] | tuple[type[BaseException], ...] = (Exception,),
+                    schema: dict[str, Any] | None = None) -> None:
     """Bind a handler to a named queue: RegisterHandler(handler=A_handler, queue="A_queue").
 
     `time_limit` (seconds) overrides WORKFLOW_HANDLER_TIME_LIMIT_SECONDS for this queue: a
     run that takes longer is stopped and logged ERROR (prefork workers only).
+    `retries`: a run that raises one of `retry_on` is retried up to this many times, its
+    effects discarded, after retry_backoff ** (n-1) seconds (+-25%, at most 10 minutes);
+    `raise workflow.Retry(delay=...)` retries even without it (up to 3 times).
+    `schema`: a JSON Schema the queue's messages must match, as the handler sees them (with
+    IncidentID, MessageID and originator); send() refuses one that does not.
+
+        workflow.RegisterHandler(fetch, "fetch_data", retries=3, retry_on=ConnectionError)
     """
     check_queue_name(queue)
-    if registry.register(handler, queue, time_limit=time_limit):
+    policy = retrying.policy(retries, retry_backoff, retry_on, queue)
+    validator = None if schema is None else contracts.compile_schema(schema, queue)
+    if registry.register(handler, queue, time_limit=time_limit, retry=policy,
+                         schema=validator):
         tasks.bind_queue(queue, time_limit)
 
 
@@ -105,7 +122,8 @@ def RegisterKind(kind: str, queue: str, description: str = "") -> None:
 
 
 def send(message: Any = None, queue: Any = None, src_tag: str = "", dest_tag: str = "",
-         providedCaller: str | None = None) -> str | None:
+         providedCaller: str | None = None, *, delay: float | None = None,
+         not_before: datetime.datetime | None = None) -> str | None:
     """Queue `message` (a dict with an IncidentID) for `queue`; return its MessageID.
 
     Inside a handler it goes out when the handler returns; outside, at FlushMessages().
@@ -116,8 +134,16 @@ def send(message: Any = None, queue: Any = None, src_tag: str = "", dest_tag: st
 
         workflow.send(message={"IncidentID": incident_id, "n": 1}, queue="B_queue")
         workflow.send(message, "wildfire_results", providedCaller="Simulation Completed")
+
+    A timer: with `delay` (seconds) or `not_before` (an aware datetime) the message is
+    committed with the handler like any other but delivered no earlier than that time, even
+    across worker and broker restarts; a Cancel or Kill of its incident drops it. Poll with
+    it instead of sleeping in a handler:
+
+        workflow.send({"IncidentID": incident_id, "job": job_id}, "poll_job", delay=30)
     """
-    return sending.send(message, queue, src_tag, dest_tag, providedCaller)
+    return sending.send(message, queue, src_tag, dest_tag, providedCaller, delay=delay,
+                        not_before=not_before)
 
 
 def FlushMessages() -> int:

@@ -35,6 +35,7 @@ class StagedMessage:
     originator: str
     src_tag: str = ""
     dest_tag: str = ""
+    not_before: datetime | None = None  # a timer: published no earlier (send(delay=...))
 
 
 @dataclass

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, Max
+from django.db.models import Count, Max, Q
 from django.utils import timezone
 
 from incidents.engine import deadletter, locks, queue_consumers, registry
@@ -129,7 +129,9 @@ def _handler_name(queue: str) -> str | None:
 
 
 def _backlog(log: Any) -> list[Backlog]:
-    waiting = log.filter(status__in=WAITING_STATUSES)
+    # A timer not yet due (send(delay=...)) is not waiting for a worker: it is not a reason.
+    waiting = log.filter(Q(not_before__isnull=True) | Q(not_before__lte=timezone.now()),
+                         status__in=WAITING_STATUSES)
     by_queue: dict[str, dict[str, int]] = {}
     for queue, status, n in (waiting.order_by().values("destination", "status")
                              .annotate(n=Count("id")).values_list("destination", "status", "n")):

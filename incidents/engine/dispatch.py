@@ -20,7 +20,17 @@ from django.db import transaction
 from django.utils import timezone
 
 from incidents import conf
-from incidents.engine import cleanup, context, draining, incidents_db, ledger, locks, outbox, runs
+from incidents.engine import (
+    cleanup,
+    context,
+    contracts,
+    draining,
+    incidents_db,
+    ledger,
+    locks,
+    outbox,
+    runs,
+)
 from incidents.engine.context import HandlerRun, StagedEnding
 from incidents.engine.registry import HandlerSpec, handler_for, spec_of
 from incidents.engine.runs import Outcome, Result
@@ -50,16 +60,20 @@ class Delivery:
     retake: bool  # our retry after an infrastructure error, which may have left a claim
     retries: int
     waiting_since: float | None
+    retried: int = 0  # the handler's own retries before this delivery (engine/retrying.py)
+    notes: str = ""  # their comment lines, kept on the log row
 
 
 def deliver(queue: str, message: Any, *, redelivered: bool = False, retries: int = 0,
-            retake: bool = False, waiting_since: float | None = None) -> Outcome:
+            retake: bool = False, waiting_since: float | None = None, retried: int = 0,
+            notes: str = "") -> Outcome:
     """Handle one delivery of `message` from `queue`. Raises Deferred to be retried later.
 
     `redelivered`: the broker gave it back (its worker died), so a claim on it is taken over;
     `retake`: our own retry after an infrastructure error, which may have left a claim too;
     `waiting_since`: when its first try started (time.time()); an @atomic handler's lock
-    wait is counted from it.
+    wait is counted from it; `retried`, `notes`: the handler's retries so far (a failed
+    run it retries raises runs.RetryScheduled, a Deferred).
     """
     try:
         message_id, incident_id = _ids(message)
@@ -74,9 +88,9 @@ def deliver(queue: str, message: Any, *, redelivered: bool = False, retries: int
         return Outcome(Result.REJECTED, MessageError(refusal))
     assert spec is not None and entry is not None
     delivery = Delivery(queue, message, message_id, incident_id, spec, entry,
-                        redelivered or retake, retake, retries, waiting_since)
-    for check in (_handled_already, _being_handled, _incident_not_served, _cleanup_waits,
-                  _out_of_attempts):
+                        redelivered or retake, retake, retries, waiting_since, retried, notes)
+    for check in (_handled_already, _being_handled, _incident_not_served, _breaks_contract,
+                  _cleanup_waits, _out_of_attempts):
         outcome = check(delivery)
         if outcome is not None:
             return outcome
@@ -122,6 +136,15 @@ def _incident_not_served(d: Delivery) -> Outcome | None:
     return Outcome(Result.NOT_PROCESSED)
 
 
+def _breaks_contract(d: Delivery) -> Outcome | None:
+    """A message its queue's schema refuses (sent by an older version, or by a process that
+    does not know the schema) fails as its handler would have."""
+    fault = contracts.violation(d.queue, d.message)
+    if fault is None:
+        return None
+    return _fail(d.spec, d.message_id, d.incident_id, d.entry.attempts, runs.storable(fault))
+
+
 def _cleanup_waits(d: Delivery) -> Outcome | None:
     if not (d.spec.internal and cleanup.must_wait(d.message)):
         return None
@@ -137,7 +160,8 @@ def _cleanup_waits(d: Delivery) -> Outcome | None:
 
 
 def _out_of_attempts(d: Delivery) -> Outcome | None:
-    if d.entry.attempts < conf.get("MAX_ATTEMPTS") or d.retake:
+    # WORKFLOW_MAX_ATTEMPTS counts runs that died; the handler's own retries ran to the end.
+    if d.entry.attempts - d.retried < conf.get("MAX_ATTEMPTS") or d.retake:
         return None
     _free_lock_of_dead_runs(d)
     return _give_up(d.spec, d.message_id, d.incident_id, d.entry.attempts)
@@ -147,7 +171,7 @@ def _run_unclaimed(d: Delivery) -> Outcome:
     run = _new_run(d, claimed=False)
     run.activate = d.entry.incident_status == IncidentStatus.PENDING
     try:
-        return runs.run_and_commit(d.spec, run, d.message)
+        return runs.run_and_commit(d.spec, run, d.message, retried=d.retried, notes=d.notes)
     finally:
         runs.release_locks(run)
 
@@ -169,7 +193,7 @@ def _run_claimed(d: Delivery) -> Outcome:
             return Outcome(Result.DUPLICATE)
         if d.entry.incident_status == IncidentStatus.PENDING:
             ledger.activate(d.incident_id)
-        return runs.run_and_commit(d.spec, run, d.message)
+        return runs.run_and_commit(d.spec, run, d.message, retried=d.retried, notes=d.notes)
     finally:
         runs.release_locks(run)
 
@@ -287,6 +311,12 @@ def _give_up(spec: HandlerSpec, message_id: str, incident_id: str, attempts: int
     reason = runs.storable(f"handler {spec.name} gave up on message {message_id}: " + (why or (
         f"{attempts} attempts ended without a result (worker killed or over its time "
         "limit)")))
+    return _fail(spec, message_id, incident_id, attempts, reason)
+
+
+def _fail(spec: HandlerSpec, message_id: str, incident_id: str, attempts: int,
+          reason: str) -> Outcome:
+    """Log the message ERROR with `reason`; the incident follows the error policy."""
     with transaction.atomic():
         if not ledger.give_up(message_id, attempts, reason):
             return Outcome(Result.DUPLICATE)

@@ -9,10 +9,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db.models import Count, Sum
+from django.db.models import Count, Q, Sum
 
 from incidents import conf
 from incidents.engine import incidents_db, registry
+from incidents.engine.retrying import NOTE_PREFIX as RETRY_NOTE
 from incidents.exceptions import MessageError, WorkflowConfigError, WorkflowError
 from incidents.models import (
     LIVE_INCIDENT_STATUSES,
@@ -63,6 +64,7 @@ class Node:
     seconds: float = 0.0
     statuses: set[str] = field(default_factory=set)
     never_ran: int = 0
+    retried: int = 0  # messages whose handler was retried after a failure
 
     @property
     def is_operator(self) -> bool:
@@ -81,6 +83,7 @@ class Node:
             return self.name
         unit = "msg" if self.messages == 1 else "msgs"
         label = f"{self.name}\n{self.seconds:.2f} s, {self.messages:,} {unit}"
+        label += f"\n{self.retried:,} retried" if self.retried else ""
         return label + (f"\n{self.never_ran:,} never ran" if self.never_ran else "")
 
 
@@ -198,7 +201,9 @@ def _rows(incident_id: str, *, tagged: bool) -> Iterator[dict[str, Any]]:
     """The incident's messages grouped in the database; never a row per message in Python."""
     keys = ["originator", "destination", "status"] + (["src_tag", "dest_tag"] if tagged else [])
     return (MessageLog.objects.filter(incident_id=incident_id).order_by().values(*keys)
-            .annotate(n=Count("id"), seconds=Sum("duration")).iterator(chunk_size=2000))
+            .annotate(n=Count("id"), seconds=Sum("duration"),
+                      retried=Count("id", filter=Q(comment__startswith=RETRY_NOTE)))
+            .iterator(chunk_size=2000))
 
 
 def _reach(edges: Iterable[Edge], root: str, reached: set[str] | None = None) -> set[str]:
@@ -257,6 +262,7 @@ def _assemble(rows: Iterable[dict[str, Any]], ending: Ending | None) -> Graph:
         node.messages += row["n"]
         node.seconds += row["seconds"] or 0.0
         node.never_ran += row["n"] if outcome == NEVER_RAN else 0
+        node.retried += row.get("retried", 0)
         node.statuses.add(MessageStatus.NOT_PROCESSED if outcome == NEVER_RAN else row["status"])
         counts[sender, receiver, outcome] = counts.get((sender, receiver, outcome), 0) + row["n"]
     edges = [Edge(s, r, n, outcome) for (s, r, outcome), n in counts.items()]

@@ -144,11 +144,14 @@ def finish(message_id: str, attempt: int, status: str, *, claimed: bool, receive
 
 
 _INSERTED = ("id", "incident", "originator", "destination", "src_tag", "dest_tag", "status",
-             "submitted", "attempts", "consumer", "publish_failures", "comment", "body")
+             "submitted", "attempts", "consumer", "publish_failures", "comment", "body",
+             "not_before")
 
 
-def _values(rows: int) -> str:
-    one = "(" + ", ".join(["%s"] * len(_INSERTED)) + ")"
+def _values(rows: int, vendor: str) -> str:
+    # Typed on PostgreSQL: in SELECT ... FROM (VALUES ...) an all-NULL column would be text.
+    typed = {"not_before": "%s::timestamptz"} if vendor == "postgresql" else {}
+    one = "(" + ", ".join(typed.get(name, "%s") for name in _INSERTED) + ")"
     return "VALUES " + ", ".join([one] * rows)
 
 
@@ -161,7 +164,7 @@ def _insert_into(source: str) -> str:
 
 @functools.cache
 def _insert_sql(vendor: str, rows: int) -> str:
-    return _insert_into(_values(rows))
+    return _insert_into(_values(rows, vendor))
 
 
 def insert(rows: Sequence[MessageLog]) -> None:
@@ -188,7 +191,7 @@ def _finish_and_log_sql(vendor: str, claimed: bool, rows: int) -> str:
     finish = _finish_sql(vendor, claimed) + " RETURNING 1"
     if not rows:
         return f"WITH finished AS ({finish}) SELECT count(*) FROM finished"
-    logged = _insert_into(f"SELECT * FROM ({_values(rows)}) AS sent "
+    logged = _insert_into(f"SELECT * FROM ({_values(rows, vendor)}) AS sent "
                           "WHERE EXISTS (SELECT 1 FROM finished)")
     return (f"WITH finished AS ({finish}), logged AS ({logged} RETURNING 1) "
             "SELECT count(*) FROM finished")
@@ -203,6 +206,21 @@ def finish_and_log(message_id: str, attempt: int, *, claimed: bool, received: da
     row = _execute(_finish_and_log_sql(connection.vendor, claimed, len(rows)),
                    params + _insert_params(rows))
     return bool(row[0])
+
+
+def wait_for_retry(message_id: str, attempt: int, *, claimed: bool, comment: str,
+                   retry_at: datetime, received: datetime, consumer: str,
+                   duration: float) -> bool:
+    """A failed run to be retried -> SENT again (its retry is on the broker), counting the
+    run as attempt `attempt`; fenced as finish() is. `submitted` moves to `retry_at`, so the
+    relay does not take the waiting row for a lost one before its retry is due. False if the
+    run lost its message (claimed by another delivery, or a Kill stopped it)."""
+    rows = MessageLog.objects.filter(pk=message_id)
+    rows = (rows.filter(status=MessageStatus.PROCESSING, attempts=attempt) if claimed
+            else rows.filter(status__in=WAITING_STATUSES, attempts=attempt - 1))
+    return bool(rows.update(status=MessageStatus.SENT, attempts=attempt, comment=comment,
+                            submitted=retry_at, received=received, consumer=consumer,
+                            duration=duration))
 
 
 def give_claim_back(message_id: str, attempt: int) -> None:
@@ -237,7 +255,9 @@ def abandon_waiting(incident_id: str, *, besides: str, comment: str) -> Counter[
 
 def stop_in_flight(incident_id: str, comment: str, *, besides: str | None = None) -> list[str]:
     """Every in-flight message of the incident (but `besides`) -> NOT PROCESSED (a Kill, a
-    drain that ran out); their ids."""
+    drain that ran out); their ids. Its pending timers go too, but are not among the ids:
+    never published, they have nothing to revoke."""
+    drop_timers(incident_id, comment)
     rows = MessageLog.objects.select_for_update().filter(incident_id=incident_id,
                                                          status__in=IN_FLIGHT_STATUSES)
     if besides:
@@ -267,6 +287,9 @@ def requeue_for_resume(incident_id: str, *, failed_at: datetime, max_attempts: i
         status=MessageStatus.QUEUED, submitted=timezone.now(), completed=None, duration=None,
         publish_failures=0, comment=comment,
         attempts=Least(F("attempts"), max(max_attempts - 1, 0)))
+    # A timer not yet due waits for the timer loop again (engine/timers.py).
+    MessageLog.objects.filter(pk__in=ids, not_before__gt=timezone.now()).update(
+        submitted=F("not_before"))
     return list(MessageLog.objects.filter(pk__in=ids).order_by("submitted", "pk"))
 
 
@@ -290,6 +313,39 @@ def take_for_relay(row: MessageLog, now: datetime) -> bool:
                                           submitted=row.submitted).update(submitted=now))
 
 
+@functools.cache
+def _take_due_timers_sql(vendor: str) -> str:
+    m, pk = _table(MessageLog), _column(MessageLog, "id")
+    submitted, not_before = _column(MessageLog, "submitted"), _column(MessageLog, "not_before")
+    # Literal QUEUED: the planner matches it against the message_timers partial index.
+    pending = (f"{_column(MessageLog, 'status')} = '{MessageStatus.QUEUED.value}' AND "
+               f"{not_before} IS NOT NULL AND {submitted} = {not_before}")
+    skip_locked = " FOR UPDATE SKIP LOCKED" if vendor == "postgresql" else ""
+    return (f"UPDATE {m} SET {submitted} = %s WHERE {pending} AND {pk} IN (SELECT {pk} FROM {m} "
+            f"WHERE {pending} AND {not_before} < %s ORDER BY {not_before} LIMIT %s{skip_locked}) "
+            f"RETURNING {pk}")
+
+
+def take_due_timers(now: datetime, *, limit: int) -> list[MessageLog]:
+    """Claim up to `limit` due timers (QUEUED, not_before before `now`, not yet taken) for
+    this worker to publish, in one statement: their `submitted` moves to `now`, so no other
+    worker takes them (and the relay does, as any unpublished row, if the publish fails)."""
+    stamp = _prep(MessageLog, "submitted", now)
+    with connection.cursor() as cursor:
+        cursor.execute(_take_due_timers_sql(connection.vendor), [stamp, stamp, limit])
+        ids = [row[0] for row in cursor.fetchall()]
+    if not ids:
+        return []
+    return list(MessageLog.objects.filter(pk__in=ids).order_by("not_before"))
+
+
+def drop_timers(incident_id: str, comment: str) -> int:
+    """The incident's timers not yet published -> NOT PROCESSED (a Cancel or Kill)."""
+    return MessageLog.objects.filter(incident_id=incident_id, status=MessageStatus.QUEUED,
+                                     not_before__isnull=False).update(
+        status=MessageStatus.NOT_PROCESSED, completed=timezone.now(), comment=comment)
+
+
 def refused(row: MessageLog, failures: int, reason: str, *, retry_at: datetime | None) -> bool:
     """The broker refused a QUEUED row: try again from `retry_at`, or (None) QUEUED -> ERROR."""
     rows = MessageLog.objects.filter(pk=row.pk, status=MessageStatus.QUEUED)
@@ -308,7 +364,10 @@ def activate(incident_id: str) -> bool:
 
 
 def end(incident_id: str, status: str, reason: str, by: str) -> bool:
-    """Live -> an end status; False if it had ended already (it keeps its status)."""
+    """Live -> an end status; False if it had ended already (it keeps its status). A Cancel
+    or Kill drops the incident's pending timers, so its cleanup does not wait for them."""
+    if status in (IncidentStatus.CANCELLED, IncidentStatus.KILLED):
+        drop_timers(incident_id, f"timer dropped: incident {status.lower()}")
     return bool(Incident.objects.filter(pk=incident_id, status__in=LIVE_INCIDENT_STATUSES)
                 .update(status=status, completed_at=timezone.now(), comment=reason,
                         ended_by=by[:200]))

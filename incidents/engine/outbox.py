@@ -52,7 +52,8 @@ def log_rows(staged: Iterable[StagedMessage]) -> list[MessageLog]:
         MessageLog(
             id=m.id, incident_id=m.incident_id, originator=m.originator, destination=m.queue,
             src_tag=m.src_tag, dest_tag=m.dest_tag, status=MessageStatus.QUEUED,
-            submitted=now, body=m.body,
+            # A timer's row is taken by the relay only once due (engine/timers.py).
+            submitted=m.not_before or now, body=m.body, not_before=m.not_before,
         )
         for m in staged
     ]
@@ -66,7 +67,10 @@ def publish(rows: Sequence[MessageLog], *, mark_later: bool = False) -> int:
     stay QUEUED for the relay and the caller carries on. A row the broker refuses (its
     queue's declaration or permissions) is set aside on its own, so it holds up no other.
     """
-    pending = [r for r in rows if r.status in WAITING_STATUSES]
+    now = timezone.now()
+    # Timers not yet due wait in the log for the timer loop (engine/timers.py).
+    pending = [r for r in rows if r.status in WAITING_STATUSES
+               and (r.not_before is None or r.not_before <= now)]
     if not pending:
         return 0
     failpoints.hit("before_publish")
@@ -168,7 +172,8 @@ def relay_once(limit: int = 500) -> int:
     lost them: had they been in the queue, they would be there or handled by now)."""
     now = timezone.now()
     stale = MessageLog.objects.filter(
-        submitted__lt=now - timedelta(seconds=conf.get("RELAY_STALE_SECONDS")))
+        submitted__lt=now - timedelta(seconds=conf.get("RELAY_STALE_SECONDS"))).exclude(
+        not_before__gt=now)  # a timer is never published early (a resumed one may be stale)
     unpublished = list(stale.filter(status=MessageStatus.QUEUED).order_by("submitted")[:limit])
     published = list(stale.filter(status=MessageStatus.SENT).order_by("submitted")[:limit])
     empty = _queues_with_nothing_waiting({row.destination for row in published})

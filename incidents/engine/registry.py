@@ -40,6 +40,20 @@ class HandlerSpec:
 
 
 @dataclass(frozen=True)
+class RetryPolicy:
+    """How a queue's handler is retried after a failure (RegisterHandler's retries=...)."""
+
+    retries: int = 0
+    backoff: float = 2.0
+    retry_on: tuple[type[BaseException], ...] = (Exception,)
+
+
+#: How many times a handler that raises workflow.Retry is retried when it sets no `retries`.
+DEFAULT_RETRY_LIMIT = 3
+NO_RETRIES = RetryPolicy()
+
+
+@dataclass(frozen=True)
 class KindSpec:
     """A kind of incident that can be started by name: its first message goes to entry_queue."""
 
@@ -54,6 +68,10 @@ _by_queue: dict[str, HandlerSpec] = {}
 # Handlers are told apart by their function (module and qualified name); two modules may
 # each have a `merge_handler`. The short name is what originator, Persist and the graph use.
 _queues_by_name: dict[str, set[str]] = {}
+_functions_by_name: dict[str, set[tuple[str, str]]] = {}  # short name -> identities
+# Only queues with options are here: a plain queue costs a dict lookup that finds nothing.
+_retry_policies: dict[str, RetryPolicy] = {}
+_schemas: dict[str, Any] = {}  # queue -> its jsonschema validator
 load_errors: list[str] = []
 
 
@@ -61,8 +79,10 @@ def spec_of(handler: Any) -> HandlerSpec | None:
     return getattr(handler, "__workflow_handler__", None)
 
 
-def register(handler: Any, queue: str, *, time_limit: float | None = None) -> bool:
-    """Bind a decorated handler to `queue` (a checked name); True if the queue is new."""
+def register(handler: Any, queue: str, *, time_limit: float | None = None,
+             retry: RetryPolicy = NO_RETRIES, schema: Any = None) -> bool:
+    """Bind a decorated handler to `queue` (a checked name); True if the queue is new.
+    `retry` and `schema` are checked by retry_policy() and schema_validator()."""
     if time_limit is not None and (isinstance(time_limit, bool) or not isinstance(
             time_limit, (int, float)) or time_limit <= 0):
         raise HandlerRegistrationError(
@@ -75,7 +95,31 @@ def register(handler: Any, queue: str, *, time_limit: float | None = None) -> bo
             "@workflow.handler before registering it",
             queue=str(queue),
         )
-    return register_spec(spec, queue)
+    new = register_spec(spec, queue)
+    with _lock:
+        _retry_policies.pop(queue, None)
+        _schemas.pop(queue, None)
+        if retry != NO_RETRIES:
+            _retry_policies[queue] = retry
+        if schema is not None:
+            _schemas[queue] = schema
+    return new
+
+
+def retry_policy(queue: str) -> RetryPolicy:
+    return _retry_policies.get(queue, NO_RETRIES)
+
+
+def schema_of(queue: str) -> Any:
+    """The queue's message schema validator (jsonschema), or None."""
+    return _schemas.get(queue)
+
+
+def handler_names_defined_twice() -> dict[str, list[str]]:
+    """Short handler names that stand for functions in more than one module: their
+    originator, Persist state and graph node are shared. Name -> the definitions."""
+    return {name: sorted(f"{path}:{qualname}" for path, qualname in identities)
+            for name, identities in sorted(_functions_by_name.items()) if len(identities) > 1}
 
 
 def register_spec(spec: HandlerSpec, queue: str) -> bool:
@@ -91,6 +135,7 @@ def register_spec(spec: HandlerSpec, queue: str) -> bool:
         spec.queues.add(queue)
         _by_queue[queue] = spec
         _queues_by_name.setdefault(spec.name, set()).add(queue)
+        _functions_by_name.setdefault(spec.name, set()).add(spec.identity)
     logger.debug("handler %s bound to queue %s", spec.name, queue)
     return bound is None
 

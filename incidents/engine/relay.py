@@ -1,5 +1,6 @@
 """The outbox relay as a worker step: every few seconds, publish what was left unpublished
-(and kill what overdue drains left running: engine/draining.py)."""
+(and kill what overdue drains left running: engine/draining.py); and, a few times a second,
+publish the timers that are due (engine/timers.py)."""
 from __future__ import annotations
 
 import logging
@@ -17,6 +18,7 @@ class RelayStep(bootsteps.StartStopStep):
     def __init__(self, worker: Any, **kwargs: Any) -> None:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._timer_thread: threading.Thread | None = None
 
     def start(self, worker: Any) -> None:
         from incidents.engine import deadletter
@@ -25,11 +27,30 @@ class RelayStep(bootsteps.StartStopStep):
             deadletter.declare(connection)  # rejected messages need somewhere to go
         self._thread = threading.Thread(target=self._loop, name="workflow-relay", daemon=True)
         self._thread.start()
+        self._timer_thread = threading.Thread(target=self._timer_loop, name="workflow-timers",
+                                              daemon=True)
+        self._timer_thread.start()
 
     def stop(self, worker: Any) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        for thread in (self._thread, self._timer_thread):
+            if thread is not None:
+                thread.join(timeout=10)
+
+    def _timer_loop(self) -> None:
+        from django.db import connection
+
+        from incidents import conf
+        from incidents.engine import timers
+
+        # Its own thread, so a slow relay pass (a broker timing out) does not delay timers.
+        while not self._stop.wait(conf.get("TIMER_INTERVAL_SECONDS")):
+            try:
+                timers.fire_due()
+            except Exception:  # the timer loop must outlive a database or broker outage
+                logger.warning("timer pass failed; will retry", exc_info=True)
+            finally:
+                connection.close()  # as the relay: hold no connection the pool would fork
 
     def _loop(self) -> None:
         from django.db import connection

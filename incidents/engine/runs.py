@@ -6,10 +6,12 @@ import logging
 import time
 import traceback
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
+from django.utils import timezone
 
 from incidents import conf
 from incidents.engine import (
@@ -20,7 +22,9 @@ from incidents.engine import (
     locks,
     outbox,
     persist,
+    registry,
     results,
+    retrying,
     running,
 )
 from incidents.engine.context import HandlerRun, StagedEnding
@@ -54,14 +58,28 @@ class _Superseded(Exception):
     effects are dropped."""
 
 
+class RetryScheduled(Deferred):
+    """A failed run's message waits for its retry (its log row is SENT again); the task
+    sends it back to its queue after `delay` seconds, with the retry count and notes."""
+
+    def __init__(self, message: str, *, delay: float, retried: int, notes: str,
+                 **fields: str | None) -> None:
+        super().__init__(message, delay=delay, **fields)
+        self.retried = retried
+        self.notes = notes
+
+
 class _LockLost(Exception):
     """The run's @atomic lock expired or was taken (lock store restarted); its effects are
     dropped and the message is handled again."""
 
 
-def run_and_commit(spec: HandlerSpec, run: HandlerRun, message: Any) -> Outcome:
+def run_and_commit(spec: HandlerSpec, run: HandlerRun, message: Any, *, retried: int = 0,
+                   notes: str = "") -> Outcome:
     """Run the handler, then commit its effects (or its failure) in one transaction and
-    publish what it sent. An unclaimed run is watched, so a long one is marked PROCESSING."""
+    publish what it sent. An unclaimed run is watched, so a long one is marked PROCESSING.
+    A failure its queue's policy retries raises RetryScheduled instead (effects dropped);
+    `retried`: how many retries came before this run, `notes`: their comment lines."""
     watch = running.watcher.watch(run) if not run.claimed else None
     token = context.current_run.set(run)
     started = time.monotonic()
@@ -84,10 +102,13 @@ def run_and_commit(spec: HandlerSpec, run: HandlerRun, message: Any) -> Outcome:
         connection.close()  # the limit may have struck mid-query and left it unusable
     if error is not None and run.message_id is None:
         return Outcome(Result.ERROR, error)  # a direct call: nothing to record, nothing kept
+    if error is not None and retried < retrying.limit(registry.retry_policy(run.queue or ""),
+                                                      error):
+        return _wait_for_retry(spec, run, error, duration, retried, notes)
     failpoints.hit("before_commit")
     try:
         try:
-            to_publish = _commit(spec, run, error, duration)
+            to_publish = _commit(spec, run, error, duration, retried, notes)
         except INFRASTRUCTURE_ERRORS:
             raise  # the database is unavailable: the delivery is retried as a whole
         except DatabaseError as refused:
@@ -96,7 +117,7 @@ def run_and_commit(spec: HandlerSpec, run: HandlerRun, message: Any) -> Outcome:
             # The database refused the effects (e.g. a value PostgreSQL cannot store).
             error = refused
             with transaction.atomic():
-                to_publish = _commit_failure(spec, run, refused, duration)
+                to_publish = _commit_failure(spec, run, refused, duration, retried, notes)
     except _Superseded:
         logger.warning("incident %s: message %s was claimed by another delivery or stopped; "
                        "this run's effects are dropped", run.incident_id, run.message_id)
@@ -116,6 +137,31 @@ def run_and_commit(spec: HandlerSpec, run: HandlerRun, message: Any) -> Outcome:
     return Outcome(Result.COMPLETE)
 
 
+def _wait_for_retry(spec: HandlerSpec, run: HandlerRun, error: Exception, duration: float,
+                    retried: int, notes: str) -> Outcome:
+    """Drop the failed run's effects, set its message waiting and raise RetryScheduled."""
+    assert run.message_id is not None
+    policy, retry = registry.retry_policy(run.queue or ""), retried + 1
+    seconds = retrying.delay(policy, error, retry)
+    notes = storable("\n".join(filter(None, [
+        notes, retrying.note(retry, retrying.limit(policy, error), seconds, error)])))
+    if not ledger.wait_for_retry(run.message_id, run.attempt, claimed=run.claimed,
+                                 comment=notes[-20_000:],
+                                 retry_at=timezone.now() + timedelta(seconds=seconds),
+                                 received=run.received, consumer=context.consumer(),
+                                 duration=duration):
+        logger.warning("incident %s: message %s was claimed by another delivery or stopped; "
+                       "its retry is dropped", run.incident_id, run.message_id)
+        return Outcome(Result.DUPLICATE)
+    release_locks(run)
+    logger.warning("incident %s: handler %s failed on message %s (queue %s), %s", run.incident_id,
+                   spec.name, run.message_id, run.queue, notes.rsplit("\n", 1)[-1],
+                   exc_info=error)
+    raise RetryScheduled(f"incident {run.incident_id}: {spec.name} is retried", delay=seconds,
+                         retried=retry, notes=notes, incident_id=run.incident_id,
+                         queue=run.queue, handler=spec.name)
+
+
 def give_claim_back(run: HandlerRun) -> None:
     if run.message_id is not None and run.claimed:
         ledger.give_claim_back(run.message_id, run.attempt)
@@ -133,17 +179,17 @@ def storable(text: str) -> str:
 
 
 def _commit(spec: HandlerSpec, run: HandlerRun, error: Exception | None,
-            duration: float) -> list[MessageLog]:
+            duration: float, retried: int = 0, notes: str = "") -> list[MessageLog]:
     """Commit the run's effects, or its failure; return the rows to publish."""
-    if error is None and _commits_alone(run):
+    if error is None and not notes and _commits_alone(run):
         rows = _commit_in_one_statement(run, duration)
         failpoints.hit("in_commit")  # one statement: no moment inside it to die at
         return rows
     with transaction.atomic():
         if error is None:
-            rows = _commit_success(run, duration)
+            rows = _commit_success(run, duration, notes)
         else:
-            rows = _commit_failure(spec, run, error, duration)
+            rows = _commit_failure(spec, run, error, duration, retried, notes)
         failpoints.hit("in_commit")  # dying here rolls the whole commit back
     return rows
 
@@ -185,9 +231,9 @@ def _still_exclusive(run: HandlerRun) -> None:
             raise _LockLost
 
 
-def _commit_success(run: HandlerRun, duration: float) -> list[MessageLog]:
+def _commit_success(run: HandlerRun, duration: float, notes: str = "") -> list[MessageLog]:
     _still_exclusive(run)
-    _finish_row(run, MessageStatus.COMPLETE, duration)
+    _finish_row(run, MessageStatus.COMPLETE, duration, comment=notes)  # its retries, if any
     if run.activate and run.incident_id is not None:
         ledger.activate(run.incident_id)
     for effect in run.in_commit:
@@ -204,16 +250,18 @@ def _commit_success(run: HandlerRun, duration: float) -> list[MessageLog]:
     return rows
 
 
-def _commit_failure(spec: HandlerSpec, run: HandlerRun, error: Exception,
-                    duration: float) -> list[MessageLog]:
+def _commit_failure(spec: HandlerSpec, run: HandlerRun, error: Exception, duration: float,
+                    retried: int = 0, notes: str = "") -> list[MessageLog]:
     trace = storable("".join(traceback.format_exception(error)))
-    _finish_row(run, MessageStatus.ERROR, duration, comment=trace[-20_000:])
+    tried = f" after {retried + 1} attempts ({retried} retries)" if retried else ""
+    comment = f"{notes[-4_000:]}\nfailed{tried}:\n{trace[-15_000:]}" if retried else trace[-20_000:]
+    _finish_row(run, MessageStatus.ERROR, duration, comment=comment)
     results.record(run, MessageStatus.ERROR, error, trace)
     if spec.internal:
         return []
     assert run.incident_id is not None  # deliver() always knows the incident
     what = ("exceeded its time limit" if isinstance(error, SoftTimeLimitExceeded)
-            else f"failed: {error!r}")
+            else f"failed{tried}: {error!r}")
     reason = storable(f"handler {spec.name} {what} on message {run.message_id}")
     return outbox.end_incident(StagedEnding(run.incident_id, IncidentStatus.ERROR, reason,
                                             by=spec.name), originator=run.originator)

@@ -9,6 +9,7 @@ import re
 from typing import Any
 
 from incidents import conf
+from incidents.engine import retrying
 from incidents.engine.validation import MAX_DEPTH
 
 #: Celery's task envelope, [args, kwargs, embed], nests a message two levels deeper.
@@ -33,9 +34,10 @@ def nested_deeper_than(body: bytes, limit: int) -> bool:
 
 
 def _latest_retry_eta() -> dt.datetime:
-    # The engine's own retries wait at most RETRY_MAX_SECONDS (jittered up by a quarter).
-    slack = 2 * float(conf.get("RETRY_MAX_SECONDS")) + 60
-    return dt.datetime.now(dt.UTC) + dt.timedelta(seconds=slack)
+    # The engine's own waits last at most RETRY_MAX_SECONDS (jittered up by a quarter), a
+    # handler's retries at most retrying.MAX_DELAY_SECONDS.
+    longest = max(2 * float(conf.get("RETRY_MAX_SECONDS")), retrying.MAX_DELAY_SECONDS)
+    return dt.datetime.now(dt.UTC) + dt.timedelta(seconds=longest + 60)
 
 
 def _eta_fault(headers: dict[str, Any]) -> str | None:

@@ -7,7 +7,7 @@ import uuid
 from typing import Any
 
 from incidents import conf
-from incidents.engine import context, incidents_db, lifecycle, outbox
+from incidents.engine import context, contracts, incidents_db, lifecycle, outbox, registry, timers
 from incidents.engine.context import StagedMessage
 from incidents.engine.validation import (
     HEALTH_CHECK_INCIDENT,
@@ -24,7 +24,8 @@ logger = logging.getLogger(__name__)
 
 
 def send(message: Any, queue: Any, src_tag: Any = "", dest_tag: Any = "",
-         provided_caller: Any = None) -> str | None:
+         provided_caller: Any = None, *, delay: Any = None,
+         not_before: Any = None) -> str | None:
     if isinstance(message, str) and isinstance(queue, dict):
         message, queue = queue, message  # the seed text's send(queue, message) order
     if not isinstance(message, dict):
@@ -35,6 +36,7 @@ def send(message: Any, queue: Any, src_tag: Any = "", dest_tag: Any = "",
         check_text(tag, where="send()", name=name, max_length=200)
     if provided_caller is not None:
         check_text(provided_caller, where="send()", name="providedCaller", max_length=200)
+    due = timers.due_time(delay, not_before, where="send()")
     if "IncidentID" not in message:
         raise MessageError("send(): message has no 'IncidentID' key; add the id returned by "
                            "CreateIncident()", queue=queue)
@@ -59,6 +61,9 @@ def send(message: Any, queue: Any, src_tag: Any = "", dest_tag: Any = "",
                            f"{limit} (WORKFLOW_MAX_MESSAGE_BYTES); send a reference to the data "
                            "(a file path or database key) instead of the data itself",
                            incident_id=incident_id, queue=queue)
+    fault = contracts.violation(queue, json.loads(text)) if registry.schema_of(queue) else None
+    if fault is not None:  # checked as its handler will see it, engine keys included
+        raise MessageError(f"send(): {fault}", incident_id=incident_id, queue=queue)
     if status is not None and status not in LIVE_INCIDENT_STATUSES:
         logger.warning("send(): incident %s is %s; message to %s dropped",
                        incident_id, status, queue)
@@ -66,7 +71,7 @@ def send(message: Any, queue: Any, src_tag: Any = "", dest_tag: Any = "",
     message.update(MessageID=message_id, originator=originator)
     staging.outbox.append(StagedMessage(
         id=message_id, incident_id=incident_id, queue=queue, body=json.loads(text),
-        originator=originator, src_tag=src_tag, dest_tag=dest_tag))
+        originator=originator, src_tag=src_tag, dest_tag=dest_tag, not_before=due))
     return message_id
 
 

@@ -54,20 +54,25 @@ def bind_queue(queue: str, time_limit: float | None = None) -> None:
         return
 
     def deliver(self: Any, message: Any, retake: bool = False, errors: int = 0,
-                since: float | None = None) -> str:
+                since: float | None = None, retried: int = 0, notes: str = "") -> str:
         with context.delivering(queue, message):  # log lines name the message
-            return _deliver(self, message, retake, errors, since or time.time())
+            return _deliver(self, message, retake, errors, since or time.time(), retried, notes)
 
-    def _deliver(self: Any, message: Any, retake: bool, errors: int, since: float) -> str:
+    def _deliver(self: Any, message: Any, retake: bool, errors: int, since: float,
+                 retried: int, notes: str) -> str:
         delivery = self.request.delivery_info or {}
+        handler_retries: dict[str, Any] = {"retried": retried, "notes": notes}  # kept by retries
         try:
             outcome = dispatch.deliver(queue, message, retries=self.request.retries, retake=retake,
                                        redelivered=bool(delivery.get("redelivered")),
-                                       waiting_since=since)
+                                       waiting_since=since, retried=retried, notes=notes)
+        except runs.RetryScheduled as failed:  # the handler's retry: its wait starts afresh
+            raise _retry_later(self, failed.delay, kwargs={
+                "retried": failed.retried, "notes": failed.notes}) from None
         except Deferred as wait:
             # `since` travels with the retries: the lock wait is measured from the first try.
-            raise _retry_later(self, wait.delay, kwargs={"errors": errors, "since": since}) \
-                from None
+            raise _retry_later(self, wait.delay, kwargs={"errors": errors, "since": since,
+                                                         **handler_retries}) from None
         except (Retry, Reject):
             raise
         except Exception as exc:  # the engine could not finish: never drop the message
@@ -81,7 +86,8 @@ def bind_queue(queue: str, time_limit: float | None = None) -> None:
                            exc_info=not expected)
             # The message may be claimed already, so the retry takes the claim over.
             raise _retry_later(self, locks.retry_delay(errors + 4),
-                               kwargs={"retake": True, "errors": errors + 1}) from exc
+                               kwargs={"retake": True, "errors": errors + 1,
+                                       **handler_retries}) from exc
         if outcome.result is dispatch.Result.REJECTED:
             _set_aside(self, queue, f"not a message of ours: {outcome.error or 'unknown message'}")
         return outcome.result.value
