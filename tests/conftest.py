@@ -4,17 +4,19 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import pytest
-from django.contrib.auth.models import Permission, User
 from django.db import connections
-from django.test import Client
 
 from incidents import workflow
 from incidents.engine import context, registry
 from incidents.models import Incident, MessageLog, MessageStatus
 from incidents.processes import WorkerGroup, worker_env
 from incidents.testing import purge_queues
+
+if TYPE_CHECKING:
+    from django.test import Client
 
 REQUIRE_SERVICES = os.environ.get("WF_REQUIRE_SERVICES") == "1"
 TEST_MODULES = "workflows.simple,workflows.quicksort,workflows.julia,workflows.wildfire,tests.workflows.probe"
@@ -106,6 +108,10 @@ def wait_until(condition: Callable[[], object], *, timeout: float = 120, what: s
 
 def staff(username: str, *codenames: str) -> Client:
     """A logged-in admin client of a staff user with just these permissions."""
+    # Imported here: plain scripts import tests modules (and so this one) before Django is set up.
+    from django.contrib.auth.models import Permission, User
+    from django.test import Client
+
     user = User.objects.create_user(username, password="pw-for-tests-only", is_staff=True)
     user.user_permissions.set(Permission.objects.filter(codename__in=codenames))
     client = Client()

@@ -12,12 +12,19 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+def parse(path: Path) -> ast.Module:
+    try:
+        return ast.parse(path.read_text(), str(path))
+    except SystemError:  # CPython 3.11's AST depth counter is shared by threads (gh-106905):
+        return ast.parse(path.read_text(), str(path))  # a thread of another test compiled
+
+
 def imports_of(path: Path) -> set[str]:
     """Every module `path` imports, by full dotted name ("from a import b" counts a.b)."""
     package = module_name(path).rsplit(".", 1)[0] if path.name != "__init__.py" \
         else module_name(path)
     found = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in ast.walk(parse(path)):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
