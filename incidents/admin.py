@@ -24,7 +24,7 @@ from incidents.area import area_map
 from incidents.engine import graph, incidents_db, operations
 from incidents.exceptions import WorkflowError
 from incidents.formatting import human_duration, timestamp
-from incidents.forms import ReasonForm, StartIncidentForm
+from incidents.forms import ReasonForm, StartIncidentForm, operator_name
 from incidents.models import (
     LIVE_INCIDENT_STATUSES,
     HandlerState,
@@ -95,10 +95,6 @@ def celery_links(message_id: Any) -> str:
     if flower_url():
         links.append(format_html('<a href="{}/task/{}">Flower</a>', flower_url(), message_id))
     return format_html_join(" · ", "{}", ((link,) for link in links)) or "-"
-
-
-def operator_name(request: HttpRequest) -> str:
-    return f"{request.user.get_username()} (admin)"
 
 
 @admin.register(Incident)

@@ -16,6 +16,7 @@ from django.utils.html import format_html
 
 from incidents.engine import draining, interventions
 from incidents.exceptions import WorkflowError
+from incidents.forms import operator_name
 from incidents.models import Incident
 
 PERMISSIONS = ("incidents.cancel_incident", "incidents.kill_incident")
@@ -86,7 +87,7 @@ def confirm(model_admin: admin.ModelAdmin, request: HttpRequest, pk: Any) -> Any
             report = interventions.drain_incident(
                 incident.pk, seconds=form.cleaned_data["seconds"],
                 reason=form.cleaned_data["reason"],
-                by=f"{request.user.get_username()} (admin)")  # as admin.operator_name()
+                by=operator_name(request))
         except WorkflowError as exc:
             form.add_error(None, str(exc))
         else:

@@ -15,6 +15,7 @@ from django.urls import URLPattern, path, reverse
 
 from incidents.engine import interventions
 from incidents.exceptions import WorkflowError
+from incidents.forms import operator_name
 from incidents.models import Incident
 
 PERMISSION = "incidents.inject_message"
@@ -73,7 +74,7 @@ def inject(model_admin: admin.ModelAdmin, request: HttpRequest, pk: Any) -> Any:
         try:
             message_id = interventions.inject_message(
                 incident.pk, data["queue"], data["message"], reason=data["reason"],
-                by=f"{request.user.get_username()} (admin)")  # as admin.operator_name()
+                by=operator_name(request))
         except WorkflowError as exc:
             form.add_error(None, str(exc))
         else:

@@ -12,7 +12,7 @@ from django.urls import URLPattern, path, reverse
 
 from incidents.engine import resume
 from incidents.exceptions import WorkflowError
-from incidents.forms import ReasonForm
+from incidents.forms import ReasonForm, operator_name
 
 PERMISSION = "incidents.resume_incident"
 
@@ -33,7 +33,6 @@ def can_resume(request: HttpRequest) -> bool:
 
 def confirm_then_resume(model_admin: Any, request: HttpRequest, pk: Any) -> Any:
     """GET: what a resume would do, or why it cannot. POST (confirmed): resume."""
-    from incidents.admin import operator_name  # the admin module imports this one
 
     incident = model_admin._viewable(request, pk)
     if not can_resume(request):

@@ -5,6 +5,7 @@ import json
 from typing import Any
 
 from django import forms
+from django.http import HttpRequest
 
 from incidents.engine import registry
 
@@ -53,3 +54,8 @@ class StartIncidentForm(forms.Form):
                 "incident_date": data["incident_date"], "parameters": data["parameters"],
                 "owner": data["owner"] or user, "upper_left": data["upper_left"],
                 "lower_right": data["lower_right"], "duration": data["duration"]}
+
+
+def operator_name(request: HttpRequest) -> str:
+    """Who did it, as operators' actions record it: "alice (admin)"."""
+    return f"{request.user.get_username()} (admin)"
