@@ -2,6 +2,7 @@
 variable of the same name, else the default documented here."""
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
@@ -107,3 +108,19 @@ def get(name: str) -> Any:
         raise WorkflowConfigError(
             f"environment variable {key}={raw!r} is not a {type(default).__name__}; "
             f"set it like {key}={default!r}") from None
+
+
+def non_negative(name: str, *, unit: str, example: str, meaning: str) -> float:
+    """The setting WORKFLOW_<name> as a finite number of `unit` >= 0, or an error saying how
+    to set it (`example`, `meaning` of its values)."""
+    raw = get(name)
+    try:
+        value = float(raw) if not isinstance(raw, bool) else math.nan
+    except (TypeError, ValueError):
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        shown = f"{raw:g}" if isinstance(raw, float) else repr(raw)
+        raise WorkflowConfigError(
+            f"WORKFLOW_{name}={shown} is not a number of {unit} >= 0; set it like "
+            f"WORKFLOW_{name}={example} ({meaning})")
+    return value

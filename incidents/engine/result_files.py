@@ -10,7 +10,6 @@ what no rerun claimed (files without a row, older than ORPHAN_GRACE).
 from __future__ import annotations
 
 import logging
-import math
 import mimetypes
 import re
 import shutil
@@ -78,20 +77,8 @@ def check_content_type(content_type: Any, name: str, *, where: str) -> str:
 
 def retention_days() -> float:
     """WORKFLOW_RESULTS_RETENTION_DAYS, checked: a number of days >= 0 (0: keep for ever)."""
-    raw = conf.get("RESULTS_RETENTION_DAYS")
-    try:
-        days = float(raw) if not isinstance(raw, bool) else math.nan
-    except (TypeError, ValueError):
-        days = math.nan
-    if not math.isfinite(days) or days < 0:
-        raise WorkflowConfigError(
-            f"WORKFLOW_RESULTS_RETENTION_DAYS={_shown(raw)} is not a number of days >= 0; set it "
-            "like WORKFLOW_RESULTS_RETENTION_DAYS=30 (0 keeps result files for ever)")
-    return days
-
-
-def _shown(value: Any) -> str:
-    return f"{value:g}" if isinstance(value, float) else repr(value)
+    return conf.non_negative("RESULTS_RETENTION_DAYS", unit="days", example="30",
+                             meaning="0 keeps result files for ever")
 
 
 @dataclass

@@ -4,7 +4,6 @@ that and for how long, why a Resume is refused, and the Resume itself (docs/ARCH
 from __future__ import annotations
 
 import logging
-import math
 import os
 import uuid
 from dataclasses import dataclass
@@ -43,16 +42,8 @@ _DONE = {"cancel": "cancelled", "kill": "killed"}
 
 def retention_hours() -> float:
     """WORKFLOW_RESUME_RETENTION_HOURS, checked: a number of hours >= 0 (0: keep nothing)."""
-    value = conf.get("RESUME_RETENTION_HOURS")
-    try:
-        hours = float(value)
-    except (TypeError, ValueError):
-        hours = math.nan
-    if not math.isfinite(hours) or hours < 0:
-        raise WorkflowConfigError(
-            f"WORKFLOW_RESUME_RETENTION_HOURS={value!r} must be a number of hours >= 0 (how "
-            "long a failed incident stays resumable; 0: not at all), e.g. 72")
-    return hours
+    return conf.non_negative("RESUME_RETENTION_HOURS", unit="hours", example="72",
+                             meaning="how long a failed incident stays resumable; 0: not at all")
 
 
 def _kept_since(now: datetime) -> datetime | None:
