@@ -86,6 +86,17 @@ def config_table(name: str, result: dict[str, Any]) -> list[str]:
         lines.append(f"  {g['active_incidents']} active incidents at once "
                      f"({sizes['active_hops']} hops each): {_rate(a).strip()} msg/s, "
                      f"{a['ms_per_message']:.2f} ms/msg")
+    if "timers" in result:
+        t = result["timers"]
+        none, pending = t["chains"]["none"], t["chains"]["pending"]
+        lines += [f"timers: hop chains {sizes['chains']} x {sizes['chain_hops']} with "
+                  f"{t['pending']:,} timers pending: {_rate(pending).strip()} msg/s, "
+                  f"{pending['ms_per_message']:.2f} ms/msg vs {none['ms_per_message']:.2f} "
+                  f"with none ({t['chains']['pending_over_none_ms']:.2f}x)",
+                  f"  {t['fired']} timers due on an idle system, ms late (median, max): "
+                  f"published {t['published_late_ms']['median']:.0f}, "
+                  f"{t['published_late_ms']['max']:.0f}; handler start "
+                  f"{t['handled_late_ms']['median']:.0f}, {t['handled_late_ms']['max']:.0f}"]
     if "memory" in result:
         mem = result["memory"]
         lines.append(f"memory: {mem['messages']:,} messages at {mem['per_second']:.0f} msg/s; worker "

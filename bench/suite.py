@@ -6,6 +6,7 @@ locks; prints a table and writes bench/results.json.
     python -m bench.suite --quick --repeat 1   # a smoke run with tiny sizes
     python -m bench.suite --configs embedded --phases shapes
     python -m bench.suite --phases chains --repeat 3   # the per-hop cost, a few minutes
+    python -m bench.suite --phases chains,timers       # and the same with 10,000 timers pending
 
 Each configuration runs in a fresh process (bench.measure) on a fresh database: SQLite under
 var/bench/<config>/, or database `wf_bench` next to WF_TEST_POSTGRES_URL's; bench.measure
@@ -83,17 +84,31 @@ def measure(config: str, args: argparse.Namespace) -> dict[str, Any] | None:
         print(f"bench: SKIPPED {config}: it needs {', '.join(CONFIGS[config])} reachable "
               "(start the services with `make services`, or set the URLs)", file=sys.stderr)
         return None
-    output = var_dir / "result.json"
-    command = [sys.executable, "-m", "bench.measure", "--output", str(output),
-               "--repeat", str(args.repeat), "--phases", args.phases]
-    if args.quick:
-        command.append("--quick")
+    phases = args.phases.split(",")
+    measure_phases = ",".join(p for p in phases if p and p != "timers")
     started = time.monotonic()
-    print(f"bench: measuring {config} ({' '.join(command[2:])})", file=sys.stderr, flush=True)
-    subprocess.run(command, env=env, cwd=ROOT, check=True)
-    result: dict[str, Any] = json.loads(output.read_text())
+    result: dict[str, Any] = {}
+    if measure_phases:
+        result = run_script(config, "bench.measure", var_dir, env, args,
+                            "--phases", measure_phases)
+    if "timers" in phases:
+        timers = run_script(config, "bench.timers", var_dir, env, args)
+        result = {**timers, **result, "timers": timers["timers"]}
     result["wall_seconds"] = time.monotonic() - started
     return result
+
+
+def run_script(config: str, module: str, var_dir: Path, env: dict[str, str],
+               args: argparse.Namespace, *options: str) -> dict[str, Any]:
+    """Run a measuring module (bench.measure, bench.timers) on `config`; its results."""
+    output = var_dir / f"{module}.json"
+    command = [sys.executable, "-m", module, "--output", str(output),
+               "--repeat", str(args.repeat), *options]
+    if args.quick:
+        command.append("--quick")
+    print(f"bench: measuring {config} ({' '.join(command[2:])})", file=sys.stderr, flush=True)
+    subprocess.run(command, env=env, cwd=ROOT, check=True)
+    return dict(json.loads(output.read_text()))
 
 
 def main() -> None:
@@ -102,9 +117,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="runs of each shape")
     parser.add_argument("--configs", default=",".join(CONFIGS),
                         help=f"comma-separated, from {', '.join(CONFIGS)}")
-    parser.add_argument("--phases", default="shapes,scaling,memory,growth",
+    parser.add_argument("--phases", default="shapes,scaling,memory,growth,timers",
                         help="comma-separated, from shapes, chains (the hop chains of shapes "
-                             "alone), scaling, memory, growth")
+                             "alone), scaling, memory, growth, timers (bench/timers.py)")
     parser.add_argument("--output", default=str(ROOT / "bench" / "results.json"))
     parser.add_argument("--var-dir", default=str(ROOT / "var" / "bench"),
                         help="databases, broker folders and worker logs of the runs")

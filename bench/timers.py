@@ -1,9 +1,10 @@
-"""Durable timers (send(delay=...)): (a) hop chains with 10,000 timers pending in the log vs
-none, (b) how late timers fire on an idle system (fired = published by the timer loop,
-handled = its handler started; both minus the due time). On the configured broker and
-database, with one worker (concurrency 2):
+"""`make bench`'s timers phase (durable timers, send(delay=...)): (a) the hop chains of the
+shapes phase with 10,000 timers of another incident pending in the log, against none, in
+turn; (b) how late timers fire on an idle system (published by the timer loop, and the
+handler's start, each minus the due time). On the configured broker and database, one
+worker with 2 processes; bench.suite runs it after bench.measure. Alone:
 
-    python -m bench.timers [--pending 10000] [--timers 200] [--chains 4 --hops 50]
+    python -m bench.timers --output var/bench/timers.json [--quick] [--repeat 3]
 """
 from __future__ import annotations
 
@@ -15,23 +16,24 @@ if not os.environ.get("WORKFLOW_MODULES"):
 import incidents.standalone  # noqa: F401, I001  (sets Django up for this script)
 
 import argparse
-import statistics
-import time
+import json
+import logging
 import uuid
+from dataclasses import asdict
 from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
 from django.core.management import call_command
 from django.utils import timezone
 
-from bench.measure import QUICK, Engine, Sizes, stats, wait_for, workers
+from bench.measure import QUICK, Engine, Run, Sizes, describe, rates, stats, wait_for, workers
 from incidents import workflow
 from incidents.engine import operations
 from incidents.models import MessageLog, MessageStatus
 
-
-def chain_rate(engine: Engine, chains: int, hops: int) -> float:
-    run = engine.chains(chains, hops)
-    return run.messages / run.seconds
+PENDING, QUICK_PENDING = 10_000, 200  # timers waiting in the log during the chains
+FIRED, QUICK_FIRED = 200, 20  # timers whose lateness is measured
 
 
 def add_pending_timers(count: int) -> str:
@@ -45,52 +47,64 @@ def add_pending_timers(count: int) -> str:
     return incident_id
 
 
-def lateness(count: int, delay: float) -> dict[str, dict[str, float]]:
+def chains_with_and_without(engine: Engine, sizes: Sizes, repeat: int,
+                            pending: int) -> dict[str, Any]:
+    """The hop chains with no timers pending and with `pending`, in turn, so a drifting
+    machine meets both alike."""
+    none: list[Run] = []
+    with_pending: list[Run] = []
+    for _ in range(repeat):
+        none.append(engine.chains(sizes.chains, sizes.chain_hops))
+        holder = add_pending_timers(pending)
+        with_pending.append(engine.chains(sizes.chains, sizes.chain_hops))
+        operations.cancel_incident(holder, reason="benchmark run done", by="bench")  # drops them
+    result = {"none": rates(none), "pending": rates(with_pending)}
+    result["pending_over_none_ms"] = (result["pending"]["ms_per_message"]
+                                      / result["none"]["ms_per_message"])
+    return result
+
+
+def lateness(count: int, delay: float, timeout: float) -> dict[str, dict[str, float]]:
     """Send `count` timers due `delay` seconds on, spread over a second; their lateness (ms)."""
     incident_id = workflow.CreateIncident(name="bench timer lateness", kind="BENCH")
     ids = [workflow.send({"IncidentID": incident_id, "n": n}, "bench_probe",
                          delay=delay + n / count) for n in range(count)]
     workflow.FlushMessages()
     rows = MessageLog.objects.filter(pk__in=ids)
-    wait_for(lambda: rows.filter(status=MessageStatus.COMPLETE).count() == count, 120,
+    wait_for(lambda: rows.filter(status=MessageStatus.COMPLETE).count() == count, timeout,
              f"{count} timers to fire")
     times = [(r.not_before, r.submitted, r.received) for r in rows]
     fired = [(at - due).total_seconds() * 1000 for due, at, _ in times if due]
     handled = [(at - due).total_seconds() * 1000 for due, _, at in times if due and at]
-    assert min(handled) >= 0, "a timer was handled before it was due"
+    if min(handled) < 0:
+        raise AssertionError("benchmark: a timer was handled before it was due")
     operations.cancel_incident(incident_id, reason="benchmark done", by="bench")
-    return {"fired_ms": stats(fired), "handled_ms": stats(handled)}
+    return {"published_late_ms": stats(fired), "handled_late_ms": stats(handled)}
+
+
+def measure(sizes: Sizes, repeat: int, *, pending: int, fired: int) -> dict[str, Any]:
+    engine = Engine(sizes)
+    with workers(engine):
+        chains = chains_with_and_without(engine, sizes, repeat, pending)
+        late = lateness(fired, delay=2.0, timeout=sizes.timeout)
+    return {"pending": pending, "fired": fired, "chains": chains, **late}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--pending", type=int, default=10_000)
-    parser.add_argument("--timers", type=int, default=200)
-    parser.add_argument("--chains", type=int, default=4)
-    parser.add_argument("--hops", type=int, default=50)
-    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (a smoke run)")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--output", required=True)
     args = parser.parse_args()
+    sizes = QUICK if args.quick else Sizes()
+    workflow.SetLoggingLevel(logging.WARNING)
     call_command("migrate", verbosity=0)
-    engine = Engine(Sizes(timeout=QUICK.timeout * 5))
-    with workers(engine):
-        rates: dict[str, list[float]] = {"no": [], f"{args.pending}": []}
-        pending_incident = None
-        for _ in range(args.repeat):  # interleaved, so drift hits both alike
-            if pending_incident:
-                MessageLog.objects.filter(incident_id=pending_incident).delete()
-            rates["no"].append(chain_rate(engine, args.chains, args.hops))
-            pending_incident = add_pending_timers(args.pending)
-            rates[f"{args.pending}"].append(chain_rate(engine, args.chains, args.hops))
-        for name, values in rates.items():
-            print(f"hop chains ({args.chains} x {args.hops}), {name} timers pending: "
-                  f"median {statistics.median(values):.0f} messages/s, runs {values}")
-        if pending_incident:
-            operations.cancel_incident(pending_incident, reason="benchmark done", by="bench")
-        time.sleep(1)  # let the cancel's cleanup go by before measuring an idle system
-        late = lateness(args.timers, delay=2.0)
-    for name, figures in late.items():
-        print(f"timer lateness, {args.timers} timers, {name}: " +
-              ", ".join(f"{k} {v:.0f}" for k, v in figures.items()))
+    timers = measure(sizes, args.repeat, pending=QUICK_PENDING if args.quick else PENDING,
+                     fired=QUICK_FIRED if args.quick else FIRED)
+    result = {"machine": describe(), "sizes": asdict(sizes), "repeat": args.repeat,
+              "timers": timers}
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

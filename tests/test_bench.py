@@ -37,8 +37,12 @@ def test_the_benchmark_suite_runs_every_shape_on_the_engine_and_on_both_celery_b
     assert growth["log_rows"] >= result["sizes"]["log_rows"]
     assert growth["chains_full_log"]["ms_per_message"] > 0
     assert result["memory"]["messages"] >= result["sizes"]["memory_messages"] - 50
+    timers = result["timers"]
+    assert timers["chains"]["pending"]["messages"] == timers["chains"]["none"]["messages"] > 0
+    assert timers["handled_late_ms"]["min"] >= timers["published_late_ms"]["min"] >= 0
     printed = table(results)
     assert "hop chain 1 x" in printed and "raw-own" in printed and "memory:" in printed
+    assert "timers pending" in printed
 
 
 def test_the_table_of_a_chains_only_run_shows_the_hop_chains_and_both_cost_ratios():

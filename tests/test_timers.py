@@ -159,6 +159,37 @@ def test_a_kill_drops_pending_timers(incident_id):
     assert row.status == MessageStatus.NOT_PROCESSED and "killed" in row.comment
 
 
+def test_a_complete_drops_pending_timers(incident_id):
+    row = send_timer(incident_id, 3600)
+    workflow.Complete(incident_id)
+    workflow.FlushMessages()
+    row.refresh_from_db()
+    assert row.status == MessageStatus.NOT_PROCESSED
+    assert row.comment == "timer dropped: incident complete"
+
+
+def test_a_timer_set_by_the_run_that_completes_its_incident_is_dropped(incident_id):
+    message_id = workflow.send({"IncidentID": incident_id, "delay": 3600, "complete": True},
+                               "timer_start")
+    workflow.FlushMessages()
+    body = MessageLog.objects.get(pk=message_id).body
+    assert dispatch.deliver("timer_start", body).result is Result.COMPLETE
+    assert Incident.objects.get(pk=incident_id).status == IncidentStatus.COMPLETE
+    timer = MessageLog.objects.get(incident_id=incident_id, destination="timer_target")
+    assert timer.status == MessageStatus.NOT_PROCESSED
+
+
+def test_a_timer_dropped_by_a_failure_waits_for_its_time_again_after_a_resume(incident_id):
+    row = send_timer(incident_id, 3600)
+    assert ledger.end(incident_id, IncidentStatus.ERROR, "a handler failed", by="test")
+    failed_at = Incident.objects.get(pk=incident_id).completed_at
+    assert MessageLog.objects.get(pk=row.pk).status == MessageStatus.NOT_PROCESSED
+    [again] = ledger.requeue_for_resume(incident_id, failed_at=failed_at, max_attempts=5,
+                                        comment="resumed")
+    assert again.pk == row.pk and again.status == MessageStatus.QUEUED
+    assert again.submitted == row.not_before  # for the timer loop, not the relay, to publish
+
+
 def test_the_incident_page_shows_a_pending_timers_due_time(incident_id):
     row = send_timer(incident_id, 3600)
     viewer = staff("viewer", "view_incident")

@@ -339,11 +339,11 @@ def take_due_timers(now: datetime, *, limit: int) -> list[MessageLog]:
     return list(MessageLog.objects.filter(pk__in=ids).order_by("not_before"))
 
 
-def drop_timers(incident_id: str, comment: str) -> int:
-    """The incident's timers not yet published -> NOT PROCESSED (a Cancel or Kill)."""
+def drop_timers(incident_id: str, comment: str, *, at: datetime | None = None) -> int:
+    """The incident's timers not yet published -> NOT PROCESSED (its end, a Kill)."""
     return MessageLog.objects.filter(incident_id=incident_id, status=MessageStatus.QUEUED,
                                      not_before__isnull=False).update(
-        status=MessageStatus.NOT_PROCESSED, completed=timezone.now(), comment=comment)
+        status=MessageStatus.NOT_PROCESSED, completed=at or timezone.now(), comment=comment)
 
 
 def refused(row: MessageLog, failures: int, reason: str, *, retry_at: datetime | None) -> bool:
@@ -364,13 +364,15 @@ def activate(incident_id: str) -> bool:
 
 
 def end(incident_id: str, status: str, reason: str, by: str) -> bool:
-    """Live -> an end status; False if it had ended already (it keeps its status). A Cancel
-    or Kill drops the incident's pending timers, so its cleanup does not wait for them."""
-    if status in (IncidentStatus.CANCELLED, IncidentStatus.KILLED):
-        drop_timers(incident_id, f"timer dropped: incident {status.lower()}")
-    return bool(Incident.objects.filter(pk=incident_id, status__in=LIVE_INCIDENT_STATUSES)
-                .update(status=status, completed_at=timezone.now(), comment=reason,
-                        ended_by=by[:200]))
+    """Live -> an end status; False if it had ended already (it keeps its status). Any end
+    drops the incident's pending timers (when due they would only be refused), so its
+    cleanup does not wait for them; stamped with the end time, so a Resume takes them up."""
+    now = timezone.now()
+    ended = bool(Incident.objects.filter(pk=incident_id, status__in=LIVE_INCIDENT_STATUSES)
+                 .update(status=status, completed_at=now, comment=reason, ended_by=by[:200]))
+    if ended:
+        drop_timers(incident_id, f"timer dropped: incident {status.lower()}", at=now)
+    return ended
 
 
 def kill_cancelled(incident_id: str, comment: str) -> bool:

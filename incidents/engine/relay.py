@@ -49,8 +49,13 @@ class RelayStep(bootsteps.StartStopStep):
                 timers.fire_due()
             except Exception:  # the timer loop must outlive a database or broker outage
                 logger.warning("timer pass failed; will retry", exc_info=True)
-            finally:
-                connection.close()  # as the relay: hold no connection the pool would fork
+                connection.close()  # the next pass connects afresh
+            else:
+                # Four passes a second: keep a PostgreSQL connection (psycopg does not close
+                # one in a forked pool process, it checks the pid), but hold no SQLite one
+                # the pool would fork (SQLite forbids that; opening it again is cheap).
+                if connection.vendor != "postgresql":
+                    connection.close()
 
     def _loop(self) -> None:
         from django.db import connection

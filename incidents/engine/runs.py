@@ -242,11 +242,13 @@ def _commit_success(run: HandlerRun, duration: float, notes: str = "") -> list[M
     outbox.mark_published()
     rows = outbox.log_rows(run.outbox)
     persist.insert_staged(run)
+    ledger.insert(rows)  # before the endings: an ending drops the timers this run set too
     for ending in run.endings:
         cleanup_message = lifecycle.apply_ending(ending, originator=run.originator)
         if cleanup_message is not None:
-            rows += outbox.log_rows([cleanup_message])
-    ledger.insert(rows)
+            cleanup_rows = outbox.log_rows([cleanup_message])
+            ledger.insert(cleanup_rows)
+            rows += cleanup_rows
     return rows
 
 

@@ -6,12 +6,15 @@ from incidents import workflow
 
 @workflow.handler
 def timer_start_handler(message):
-    """Send `count` timers to timer_target due in `delay` seconds; fail afterwards if asked."""
+    """Send `count` timers to timer_target due in `delay` seconds; then fail, or complete
+    the incident, if asked."""
     for n in range(int(message.get("count", 1))):
         workflow.send({"IncidentID": message["IncidentID"], "n": n}, "timer_target",
                       delay=message["delay"])
     if message.get("fail"):
         raise RuntimeError("failing after a delayed send")
+    if message.get("complete"):
+        workflow.Complete(message["IncidentID"])
 
 
 @workflow.handler
