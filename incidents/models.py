@@ -43,6 +43,19 @@ IN_FLIGHT_STATUSES = (*WAITING_STATUSES, MessageStatus.PROCESSING)
 FINAL_STATUSES = (MessageStatus.COMPLETE, MessageStatus.ERROR, MessageStatus.NOT_PROCESSED)
 
 
+class IncidentPriority(models.IntegerChoices):
+    """How urgent an incident is: its messages overtake waiting ones of lower priority."""
+
+    LOW = 0, "low"
+    NORMAL = 1, "normal"
+    HIGH = 2, "high"
+    URGENT = 3, "urgent"
+
+
+#: RabbitMQ's x-max-priority of every handler queue (a queue's arguments never change).
+MAX_PRIORITY = max(IncidentPriority.values)
+
+
 class Incident(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False,
                           help_text="The IncidentID every message of this incident carries.")
@@ -75,6 +88,9 @@ class Incident(models.Model):
         help_text='Lower-right corner of the area, "latitude/longitude" as given; empty: none.')
     duration = models.FloatField(null=True, blank=True, help_text=(
         "The duration given to CreateIncident() (the original's unit, e.g. hours); empty: none."))
+    priority = models.PositiveSmallIntegerField(
+        choices=IncidentPriority.choices, default=IncidentPriority.NORMAL, help_text=(
+            "Its messages are delivered before waiting ones of incidents of lower priority."))
 
     class Meta:
         ordering = ["-created_at"]
@@ -84,6 +100,7 @@ class Incident(models.Model):
             ("kill_incident", "Can kill incidents"),
             ("resume_incident", "Can resume failed incidents"),
             ("inject_message", "Can send a message into an incident"),
+            ("set_priority", "Can change a live incident's priority"),
         ]
 
     def __str__(self) -> str:
@@ -129,6 +146,9 @@ class MessageLog(models.Model):
     body = models.JSONField(help_text="The message as sent, with MessageID and originator.")
     not_before = models.DateTimeField(null=True, blank=True, help_text=(
         "A timer (send(delay=...)): not published before this time; empty for other messages."))
+    priority = models.PositiveSmallIntegerField(
+        choices=IncidentPriority.choices, default=IncidentPriority.NORMAL, help_text=(
+            "Its incident's priority when it was (last) published."))
 
     class Meta:
         ordering = ["-submitted"]
@@ -256,3 +276,56 @@ class OperatorAction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} by {self.by} at {self.at:%Y-%m-%d %H:%M:%S}"
+
+
+class ResourceStatus(models.TextChoices):
+    HELD = "HELD", "held (the incident still uses it)"
+    RELEASING = "RELEASING", "releasing (its release message is on its way)"
+    RELEASED = "RELEASED"
+    FAILED = "FAILED", "failed (its release failed: retry it)"
+
+
+#: Not yet released: what would still cost money if everything were killed now.
+OUTSTANDING_RESOURCE_STATUSES = (ResourceStatus.HELD, ResourceStatus.RELEASING,
+                                 ResourceStatus.FAILED)
+
+
+class ExternalResource(models.Model):
+    """Something an incident holds outside the engine (an HPC job, a transfer, a
+    subscription): released by a message to `release_queue` when the incident ends."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    incident = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="resources",
+                                 db_index=False, help_text="The incident that holds it.")
+    kind = models.CharField(max_length=100, help_text='What it is: "hpc_job", "transfer", ...')
+    ref = models.CharField(max_length=500, help_text=(
+        "Its reference outside (a job id, a transfer id); unique within the incident."))
+    release_queue = models.CharField(max_length=200, blank=True, default="", help_text=(
+        "The queue whose handler releases it (cancels the job); empty: nothing to call."))
+    data = models.JSONField(default=dict, blank=True, help_text=(
+        "What the release handler needs besides the reference."))
+    status = models.CharField(max_length=16, choices=ResourceStatus.choices,
+                              default=ResourceStatus.HELD)
+    registered_by = models.CharField(max_length=200, blank=True, default="", help_text=(
+        "The handler that registered it; empty: code outside any handler."))
+    registered_at = models.DateTimeField(help_text="When its registration was committed.")
+    released_at = models.DateTimeField(null=True, blank=True, help_text=(
+        "When it was released (by ReleaseResource or its release handler)."))
+    release_message = models.UUIDField(null=True, blank=True, help_text=(
+        "The MessageID of its latest release message."))
+    release_attempts = models.PositiveSmallIntegerField(default=0, help_text=(
+        "Release messages sent for it (a retry from the admin sends another)."))
+    comment = models.TextField(blank=True, default="", help_text=(
+        "How it was released, or why its release failed."))
+
+    class Meta:
+        ordering = ["-registered_at"]
+        constraints = [models.UniqueConstraint(fields=["incident", "ref"],
+                                               name="resource_unique_ref")]
+        indexes = [models.Index(fields=["status"], name="resource_outstanding",
+                                condition=Q(status__in=["HELD", "RELEASING", "FAILED"])),
+                   models.Index(fields=["release_message"], name="resource_release_message")]
+        permissions = [("retry_release", "Can retry a failed resource release")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.ref} ({self.status})"
