@@ -15,6 +15,19 @@ def soak_hop_handler(message):
 
 
 @workflow.handler
+def priority_hop_handler(message):
+    """bench/priority.py: a hop of a chain as soak_hop's, or without `left` a backlog item,
+    which does nothing."""
+    if "left" not in message:
+        return
+    if message["left"] <= 0:
+        workflow.Complete(message["IncidentID"])
+    else:
+        workflow.send(message={"IncidentID": message["IncidentID"], "left": message["left"] - 1},
+                      queue="bench_priority")
+
+
+@workflow.handler
 def probe_handler(message):
     """Does nothing: its log row's `received` time measures send -> handler start."""
 
@@ -45,6 +58,7 @@ def gather_handler(message):
 
 def RegisterHandlers():
     workflow.RegisterHandler(handler=soak_hop_handler, queue="soak_hop")
+    workflow.RegisterHandler(handler=priority_hop_handler, queue="bench_priority")
     workflow.RegisterHandler(handler=probe_handler, queue="bench_probe")
     workflow.RegisterHandler(handler=scatter_handler, queue="bench_scatter")
     workflow.RegisterHandler(handler=work_handler, queue="bench_work")

@@ -366,9 +366,10 @@ def describe() -> dict[str, Any]:
 
 
 def purge_leftovers() -> dict[str, int]:
-    """Empty the benchmark's queues; the messages that waited there, by queue. RabbitMQ keeps
+    """Delete the benchmark's queues; the messages that waited there, by queue. RabbitMQ keeps
     what an interrupted run left (bench.suite gives the embedded broker a fresh folder), and
-    those messages would be worked on, or refused, during this run's measurements."""
+    those messages would be worked on, or refused, during this run's measurements; and a
+    queue an older version declared would keep its old arguments (manage.py migrate_queues)."""
     queues = [*registry.registered_queues(), *raw.tasks.queues, *raw_stock.tasks.queues]
     with raw_stock.app.connection_for_write() as conn:
         purged = {name: _purge(conn, name) for name in queues}
@@ -378,7 +379,7 @@ def purge_leftovers() -> dict[str, int]:
 def _purge(conn: Any, queue: str) -> int:
     channel = conn.channel()
     try:
-        return int(channel.queue_purge(queue) or 0)
+        return int(channel.queue_delete(queue) or 0)
     except conn.channel_errors:  # RabbitMQ: no such queue (yet), so nothing waits in it
         return 0
     finally:

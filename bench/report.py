@@ -97,6 +97,14 @@ def config_table(name: str, result: dict[str, Any]) -> list[str]:
                   f"published {t['published_late_ms']['median']:.0f}, "
                   f"{t['published_late_ms']['max']:.0f}; handler start "
                   f"{t['handled_late_ms']['median']:.0f}, {t['handled_late_ms']['max']:.0f}"]
+    if "priority" in result:
+        p = result["priority"]
+        lines += [f"priority: a {p['hops']}-hop urgent chain behind {p['backlog']:,} waiting messages "
+                  f"(median {p['waiting']['median']:,.0f} when it started): "
+                  f"{p['urgent_seconds']['median']:.2f} s",
+                  f"  vs {p['idle_seconds']['median']:.2f} s idle ({p['urgent_over_idle']:.2f}x; "
+                  f"goal 2x); backlog left when it completed: {p['overtaken']['median']:,.0f}; "
+                  f"at normal: {p['normal_seconds']['median']:.1f} s"]
     if "memory" in result:
         mem = result["memory"]
         lines.append(f"memory: {mem['messages']:,} messages at {mem['per_second']:.0f} msg/s; worker "

@@ -7,6 +7,7 @@ locks; prints a table and writes bench/results.json.
     python -m bench.suite --configs embedded --phases shapes
     python -m bench.suite --phases chains --repeat 3   # the per-hop cost, a few minutes
     python -m bench.suite --phases chains,timers       # and the same with 10,000 timers pending
+    python -m bench.suite --phases priority            # an urgent chain behind a backlog
 
 Each configuration runs in a fresh process (bench.measure) on a fresh database: SQLite under
 var/bench/<config>/, or database `wf_bench` next to WF_TEST_POSTGRES_URL's; bench.measure
@@ -40,7 +41,8 @@ CONFIGS = {
 }
 SETTING = {"WF_TEST_RABBITMQ_URL": "CELERY_BROKER_URL", "WF_TEST_POSTGRES_URL": "DATABASE_URL",
            "WF_TEST_REDIS_URL": "WORKFLOW_REDIS_URL"}
-BENCH_DATABASE = "wf_bench"
+# WF_BENCH_DATABASE: another name, so that two benchmarks on one server do not drop each other's.
+BENCH_DATABASE = os.environ.get("WF_BENCH_DATABASE", "wf_bench")
 
 
 def production_env(var_dir: Path) -> dict[str, str]:
@@ -85,7 +87,7 @@ def measure(config: str, args: argparse.Namespace) -> dict[str, Any] | None:
               "(start the services with `make services`, or set the URLs)", file=sys.stderr)
         return None
     phases = args.phases.split(",")
-    measure_phases = ",".join(p for p in phases if p and p != "timers")
+    measure_phases = ",".join(p for p in phases if p and p not in ("timers", "priority"))
     started = time.monotonic()
     result: dict[str, Any] = {}
     if measure_phases:
@@ -94,13 +96,16 @@ def measure(config: str, args: argparse.Namespace) -> dict[str, Any] | None:
     if "timers" in phases:
         timers = run_script(config, "bench.timers", var_dir, env, args)
         result = {**timers, **result, "timers": timers["timers"]}
+    if "priority" in phases:
+        priority = run_script(config, "bench.priority", var_dir, env, args)
+        result = {**priority, **result, "priority": priority["priority"]}
     result["wall_seconds"] = time.monotonic() - started
     return result
 
 
 def run_script(config: str, module: str, var_dir: Path, env: dict[str, str],
                args: argparse.Namespace, *options: str) -> dict[str, Any]:
-    """Run a measuring module (bench.measure, bench.timers) on `config`; its results."""
+    """Run a measuring module (bench.measure, bench.timers, ...) on `config`; its results."""
     output = var_dir / f"{module}.json"
     command = [sys.executable, "-m", module, "--output", str(output),
                "--repeat", str(args.repeat), *options]
@@ -117,9 +122,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="runs of each shape")
     parser.add_argument("--configs", default=",".join(CONFIGS),
                         help=f"comma-separated, from {', '.join(CONFIGS)}")
-    parser.add_argument("--phases", default="shapes,scaling,memory,growth,timers",
+    parser.add_argument("--phases", default="shapes,scaling,memory,growth,timers,priority",
                         help="comma-separated, from shapes, chains (the hop chains of shapes "
-                             "alone), scaling, memory, growth, timers (bench/timers.py)")
+                             "alone), scaling, memory, growth, timers (bench/timers.py), "
+                             "priority (bench/priority.py)")
     parser.add_argument("--output", default=str(ROOT / "bench" / "results.json"))
     parser.add_argument("--var-dir", default=str(ROOT / "var" / "bench"),
                         help="databases, broker folders and worker logs of the runs")

@@ -27,7 +27,18 @@ from typing import Any
 from django.core.management import call_command
 from django.utils import timezone
 
-from bench.measure import QUICK, Engine, Run, Sizes, describe, rates, stats, wait_for, workers
+from bench.measure import (
+    QUICK,
+    Engine,
+    Run,
+    Sizes,
+    describe,
+    purge_leftovers,
+    rates,
+    stats,
+    wait_for,
+    workers,
+)
 from incidents import workflow
 from incidents.engine import operations
 from incidents.models import MessageLog, MessageStatus
@@ -99,6 +110,7 @@ def main() -> None:
     sizes = QUICK if args.quick else Sizes()
     workflow.SetLoggingLevel(logging.WARNING)
     call_command("migrate", verbosity=0)
+    purge_leftovers()  # its queues afresh, as bench.measure's
     timers = measure(sizes, args.repeat, pending=QUICK_PENDING if args.quick else PENDING,
                      fired=QUICK_FIRED if args.quick else FIRED)
     result = {"machine": describe(), "sizes": asdict(sizes), "repeat": args.repeat,

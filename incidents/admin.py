@@ -19,7 +19,16 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
-from incidents import admin_diagnosis, admin_drain, admin_inject, admin_results, admin_resume, conf
+from incidents import (
+    admin_diagnosis,
+    admin_drain,
+    admin_inject,
+    admin_priority,
+    admin_resources,
+    admin_results,
+    admin_resume,
+    conf,
+)
 from incidents.area import area_map
 from incidents.engine import graph, incidents_db, operations
 from incidents.exceptions import WorkflowError
@@ -99,13 +108,13 @@ def celery_links(message_id: Any) -> str:
 
 @admin.register(Incident)
 class IncidentAdmin(admin.ModelAdmin):
-    list_display = ("name", "kind", "status_coloured", "owner", "created", "ran_for",
-                    "messages_by_status")
-    list_filter = ("status", "kind", "owner", ("created_at", admin.DateFieldListFilter))
+    list_display = ("name", "kind_shown", "status_coloured", "priority_shown", "owner", "created",
+                    "ran_for", "messages_by_status")
+    list_filter = ("status", "priority", "kind", "owner", ("created_at", admin.DateFieldListFilter))
     search_fields = ("name",)
     search_help_text = "Search by name, or paste an IncidentID or its first 8 or more characters."
     actions = ["cancel_selected", "kill_selected"]
-    readonly_fields = ("id", "name", "kind", "status_coloured", "owner", "happened",
+    readonly_fields = ("id", "name", "kind", "status_coloured", "priority_shown", "owner", "happened",
                        "duration", "area", "created", "activated", "ended", "cleaned",
                        "waited", "ran_for", "ended_by", "comment", "parameters")
     fields = readonly_fields
@@ -149,6 +158,13 @@ class IncidentAdmin(admin.ModelAdmin):
     @admin.display(description="area")
     def area(self, incident: Incident) -> str:
         return area_map(incident.upper_left_latlong, incident.lower_right_latlong)
+
+    priority_shown = admin_priority.column
+
+    @admin.display(description="kind", ordering="kind")
+    def kind_shown(self, incident: Incident) -> str:
+        """The kind, wrapping after its underscores: room for the priority at 1366 px."""
+        return breakable(incident.kind)
 
     happened = timestamp_column("incident_date", "incident date")
     created = timestamp_column("created_at", "created")
@@ -237,6 +253,8 @@ class IncidentAdmin(admin.ModelAdmin):
             *admin_diagnosis.urls(self),
             *admin_inject.urls(self),
             *admin_drain.urls(self),
+            *admin_priority.urls(self),
+            *admin_resources.urls(self),
             *super().get_urls(),
         ]
 
@@ -321,6 +339,8 @@ class IncidentAdmin(admin.ModelAdmin):
             "result_files": admin_results.listed(incident),
             **admin_inject.context(request, incident),
             **admin_drain.context(request, incident),
+            **admin_priority.context(request, incident),
+            **admin_resources.context(request, incident),
             "states": incident.states.order_by("id")[:200], "locks": incident.locks.order_by("label"),
             "operator_actions": incident.actions.order_by("-at", "-id")[:100],
             "can_cancel": self.has_cancel_permission(request),

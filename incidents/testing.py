@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from queue import Empty
 
-from incidents.engine import celery_app, dispatch, publisher, registry
+from incidents.engine import celery_app, deadletter, dispatch, publisher, registry
 from incidents.engine.runs import RetryScheduled
 from incidents.exceptions import Deferred, WorkflowError
 
@@ -56,7 +56,8 @@ def run_until_idle(*, max_messages: int = 100_000, raise_on_error: bool = True) 
                         if isinstance(wait, RetryScheduled):
                             retried = {"retried": wait.retried, "notes": wait.notes}
                         app.send_task(registry.task_name(name), args=args, kwargs=retried,
-                                      queue=name,
+                                      queue=deadletter.handler_queue(name),  # type: ignore[arg-type]
+                                      priority=message.properties.get("priority"),
                                       task_id=message.headers.get("id"), retries=retries + 1)
                         continue
                     progressed = True

@@ -28,6 +28,7 @@ from incidents.engine import (
     locks,
     persist,
     registry,
+    resources,
     result_files,
     retrying,
     scratch,
@@ -55,7 +56,8 @@ from incidents.models import LIVE_INCIDENT_STATUSES, IncidentStatus
 __all__ = [
     "AttachResult", "Cancel", "CheckLock", "CloseConnection", "Complete", "CreateIncident",
     "FlushMessages", "GetLock", "IncidentDir", "IsLocked", "OpenConnection", "OpenResult",
-    "Persist", "RegisterHandler", "RegisterKind", "ReleaseLock", "Retry", "SetLoggingLevel",
+    "Persist", "RegisterHandler", "RegisterKind", "RegisterResource", "ReleaseLock",
+    "ReleaseResource", "Retry", "SetLoggingLevel",
     "WorkflowError", "atomic", "execute", "handler", "logger", "send", "setIncidentActive",
 ]
 
@@ -190,19 +192,22 @@ class Persist:
 
 def CreateIncident(name: str, kind: str, incident_date: Any = None, user_id: Any = None,
                    upper_left_latlong: str = "", lower_right_latlong: str = "",
-                   duration: Any = None, *, parameters: dict[str, Any] | None = None) -> str:
+                   duration: Any = None, *, parameters: dict[str, Any] | None = None,
+                   priority: Any = None) -> str:
     """Declare an incident (status PENDING) and return its IncidentID.
 
     The original's signature: `user_id` is the owner, the two corners ("lat,long") bound the
     area, `duration` is how long it runs (a number, e.g. hours, or text). `parameters` (an
-    extension) is a JSON dict kept with the incident.
+    extension) is a JSON dict kept with the incident. `priority` (an extension): "low",
+    "normal" (the default), "high" or "urgent", or 0-3; every message of the incident
+    carries it, and waiting messages of a higher priority are delivered first.
 
         incident_id = workflow.CreateIncident("Ridge fire", "WILDFIRE", None, "alice",
                                               "38.6,-120.5", "38.1,-119.9", 24)
     """
     return lifecycle.create_incident(
         name, kind, incident_date, parameters, owner=user_id, upper_left=upper_left_latlong,
-        lower_right=lower_right_latlong, duration=duration)
+        lower_right=lower_right_latlong, duration=duration, priority=priority)
 
 
 def _IsActive(IncidentID: Any) -> bool:
@@ -237,6 +242,35 @@ def Cancel(IncidentID: str, reason: str = "", status: str = "CANCELLED", CleanLo
     lifecycle.stage_ending(IncidentID, status, reason, where="Cancel()",
                            clean_locks=CleanLocks, clean_persist=CleanPersist,
                            clean_messages=CleanMessages, force=force)
+
+
+def RegisterResource(IncidentID: str, kind: str, ref: str, release_queue: str | None = None,
+                     data: Any = None) -> None:
+    """Record something the incident holds outside (an HPC job, a transfer, a subscription),
+    so that its end releases it: when the incident ends in any way (Complete, Cancel, Kill,
+    ERROR), a message {"IncidentID", "Resource": {"id", "kind", "ref", "data"}, ...} goes to
+    `release_queue`, whose handler (a plain handler, run although the incident has ended)
+    cancels it; without a release_queue it is only marked released. `ref` (up to 500
+    characters) is unique within the incident: registering it again updates its kind, queue
+    and data. `data`: JSON the release handler needs. Inside a handler it is part of the
+    handler's commit (a failing run registers nothing); outside, it commits at once. (An
+    extension of the seed.)
+
+        job_id = scheduler.submit(script)
+        workflow.RegisterResource(incident_id, "hpc_job", job_id, release_queue="cancel_job",
+                                  data={"cluster": "hpc1"})
+    """
+    resources.register(IncidentID, kind, ref, release_queue, data)
+
+
+def ReleaseResource(IncidentID: str, ref: str) -> None:
+    """Mark a registered resource released (the job finished, the transfer is done), so the
+    incident's end does not release it; part of the handler's commit, like RegisterResource.
+    An unknown ref raises MessageError.
+
+        workflow.ReleaseResource(incident_id, job_id)
+    """
+    resources.release(IncidentID, ref)
 
 
 def IncidentDir(IncidentID: str) -> Path:

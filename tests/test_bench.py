@@ -40,9 +40,14 @@ def test_the_benchmark_suite_runs_every_shape_on_the_engine_and_on_both_celery_b
     timers = result["timers"]
     assert timers["chains"]["pending"]["messages"] == timers["chains"]["none"]["messages"] > 0
     assert timers["handled_late_ms"]["min"] >= timers["published_late_ms"]["min"] >= 0
+    priority = result["priority"]
+    assert 0 < priority["waiting"]["min"] <= priority["backlog"]
+    assert 0 <= priority["overtaken"]["max"] <= priority["waiting"]["max"]
+    assert min(priority[f"{run}_seconds"]["min"] for run in ("idle", "urgent", "normal")) > 0
+    assert priority["urgent_over_idle"] > 0
     printed = table(results)
     assert "hop chain 1 x" in printed and "raw-own" in printed and "memory:" in printed
-    assert "timers pending" in printed
+    assert "timers pending" in printed and "urgent chain behind" in printed
 
 
 def test_the_table_of_a_chains_only_run_shows_the_hop_chains_and_both_cost_ratios():

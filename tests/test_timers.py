@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from django.db import connection, connections
+from django.db import connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
@@ -184,8 +184,9 @@ def test_a_timer_dropped_by_a_failure_waits_for_its_time_again_after_a_resume(in
     assert ledger.end(incident_id, IncidentStatus.ERROR, "a handler failed", by="test")
     failed_at = Incident.objects.get(pk=incident_id).completed_at
     assert MessageLog.objects.get(pk=row.pk).status == MessageStatus.NOT_PROCESSED
-    [again] = ledger.requeue_for_resume(incident_id, failed_at=failed_at, max_attempts=5,
-                                        comment="resumed")
+    with transaction.atomic():  # as a Resume does (it locks the rows on PostgreSQL)
+        [again] = ledger.requeue_for_resume(incident_id, failed_at=failed_at, max_attempts=5,
+                                            comment="resumed")
     assert again.pk == row.pk and again.status == MessageStatus.QUEUED
     assert again.submitted == row.not_before  # for the timer loop, not the relay, to publish
 

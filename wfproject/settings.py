@@ -141,7 +141,7 @@ WORKFLOW_MODULES = [
     m.strip()
     for m in os.environ.get("WORKFLOW_MODULES",
                             "workflows.simple,workflows.quicksort,workflows.julia,"
-                            "workflows.wildfire").split(",")
+                            "workflows.wildfire,workflows.batch").split(",")
     if m.strip()
 ]
 WORKFLOW_REDIS_URL = os.environ.get("WORKFLOW_REDIS_URL", "")

@@ -6,7 +6,17 @@ from typing import Any
 
 from django.db import transaction
 
-from incidents.engine import context, draining, ledger, locks, result_files, resume, scratch
+from incidents.engine import (
+    context,
+    draining,
+    ledger,
+    locks,
+    releases,
+    result_files,
+    resume,
+    scratch,
+)
+from incidents.engine.context import HandlerRun
 from incidents.engine.registry import HandlerSpec
 from incidents.models import IN_FLIGHT_STATUSES, HandlerState, MessageLog, MessageStatus
 
@@ -49,10 +59,10 @@ def _cleanup(message: dict[str, Any]) -> None:
     # incident cleaned up while its cleanup message is still in flight.
     run = context.current_run.get()
     assert run is not None, "the cleanup runs only as the _Cleanup queue's handler"
-    run.in_commit.append(lambda: _remove_leftovers(message))
+    run.in_commit.append(lambda: _remove_leftovers(message, run))
 
 
-def _remove_leftovers(message: dict[str, Any]) -> None:
+def _remove_leftovers(message: dict[str, Any], run: HandlerRun) -> None:
     incident_id = message["IncidentID"]
     # A failed incident keeps its persisted state and scratch directory for a Resume
     # (engine/resume.py); its locks go, as its runs have ended.
@@ -70,7 +80,12 @@ def _remove_leftovers(message: dict[str, Any]) -> None:
     removed["expired_results"] = result_files.expire_batch()  # any incident's: no cron needed
     removed["expired_resume_states"] = resume.expire_batch()  # likewise
     draining.note_drained(message)  # before mark_cleaned: it notes uncleaned ones
-    ledger.mark_cleaned(incident_id)
+    # Not cleaned while a release of its external resources is outstanding: the last one
+    # to succeed marks it (engine/releases.py).
+    done, staged = releases.cleanup_may_finish(incident_id, run.originator)
+    run.outbox += staged
+    if done:
+        ledger.mark_cleaned(incident_id)
     logger.info("incident %s cleaned up%s: %s", incident_id,
                 ", its state and scratch directory kept for a resume" if kept else "", removed)
 

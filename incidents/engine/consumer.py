@@ -9,7 +9,7 @@ from typing import Any
 
 from celery.worker.consumer import Consumer as CeleryConsumer
 
-from incidents.engine import deadletter, screening
+from incidents.engine import deadletter, queue_migration, screening
 
 logger = logging.getLogger(__name__)
 
@@ -51,4 +51,9 @@ class Consumer(CeleryConsumer):
         connection = super().connect()
         if hasattr(connection.transport, "worker_consumer"):  # the embedded broker
             connection.transport.worker_consumer = True
+        # Before Celery declares its queues: a queue an older version declared would stop
+        # the worker with a bare PRECONDITION_FAILED; say which command fixes it instead.
+        handler_queues = set(queue_migration.handler_queue_names())
+        queue_migration.refuse_outdated(connection, sorted(
+            name for name in self.app.amqp.queues.consume_from if name in handler_queues))
         return connection

@@ -36,6 +36,9 @@ class StagedMessage:
     src_tag: str = ""
     dest_tag: str = ""
     not_before: datetime | None = None  # a timer: published no earlier (send(delay=...))
+    # Its incident's priority (engine/priority.py); None: read when it is logged
+    # (outbox.log_rows), for a message sent outside a handler or to another incident.
+    priority: int | None = None
 
 
 @dataclass
@@ -50,6 +53,9 @@ class StagedEnding:
     clean_messages: bool = False
     force: bool = False
     by: str = ""  # who ended it: a handler's name, or an operator
+    # Set by lifecycle.apply_ending: its held resources' release messages, logged with the
+    # cleanup message (engine/releases.py).
+    releases: list[StagedMessage] = field(default_factory=list, init=False)
 
 
 @dataclass
@@ -76,11 +82,13 @@ class HandlerRun(Staging):
     claimed: bool = True
     received: datetime = field(default_factory=timezone.now)  # when the run started
     activate: bool = False  # its incident is PENDING: the commit makes it ACTIVE
+    priority: int | None = None  # its incident's, read with its message (None: a direct call)
     sends: int = 0
     locks: set[tuple[str, str]] = field(default_factory=set)  # (label, incident_id)
     # Engine-internal effects applied inside the commit that finishes the message (cleanup).
     in_commit: list[Callable[[], None]] = field(default_factory=list)
     lock_owner: str = field(default_factory=lambda: f"run:{uuid.uuid4()}")
+    resource_refs: set[tuple[str, str]] = field(default_factory=set)  # RegisterResource()d
 
     def next_message_id(self) -> str:
         """MessageIDs derived from the message being handled, so a rerun of the same

@@ -12,6 +12,7 @@ from typing import Any
 from kombu import Exchange, Queue
 
 from incidents.engine import celery_app
+from incidents.models import MAX_PRIORITY
 
 logger = logging.getLogger(__name__)
 
@@ -20,8 +21,12 @@ DEAD_LETTER_QUEUE = "_dead_letter"
 # knows only "rejected".
 REASON_HEADER, QUEUE_HEADER = "x-wf-reason", "x-wf-queue"
 # RabbitMQ re-publishes a rejected message through the default exchange to this queue; the
-# embedded broker does the same itself (fsbroker.Channel.basic_reject).
-QUEUE_ARGUMENTS = {"x-dead-letter-exchange": "", "x-dead-letter-routing-key": DEAD_LETTER_QUEUE}
+# embedded broker does the same itself (fsbroker.Channel.basic_reject). Every handler queue
+# is a priority queue: a queue declared before (without x-max-priority) must be migrated
+# (engine/queue_migration.py), as a queue's arguments never change.
+QUEUE_ARGUMENTS: dict[str, Any] = {"x-dead-letter-exchange": "",
+                                   "x-dead-letter-routing-key": DEAD_LETTER_QUEUE,
+                                   "x-max-priority": MAX_PRIORITY}
 
 
 @functools.lru_cache(maxsize=1024)  # one per queue, so kombu declares each once per connection

@@ -44,6 +44,7 @@ LONG_RUN = "long_run"
 LOCK_HELD = "lock_held"
 LOCK_WAIT = "lock_wait"
 DEAD_LETTERS = "dead_letters"
+RELEASES_OUTSTANDING = "releases_outstanding"
 
 #: A run is long when it lasts LONG_FACTOR times its queue's median, and never under
 #: LONG_FLOOR_SECONDS (shorter runs are the incident moving).
@@ -109,7 +110,10 @@ def reasons(facts: Facts, now: datetime, *, long_floor: float = LONG_FLOOR_SECON
     if live and not facts.backlog and not facts.runs:
         found.append(_nothing_in_flight(facts))
     if not live:
-        found.append(_cleanup(facts))
+        releases = _releases_outstanding(facts)
+        if releases is None or facts.cleanup is None or facts.cleanup.status in IN_FLIGHT_STATUSES:
+            found.append(_cleanup(facts))
+        found += [releases] if releases else []
     found += [_waiting(facts, b) for b in facts.backlog]
     found += [r for r in (_long_run(facts, run, now, long_floor) for run in facts.runs) if r]
     for lock in facts.locks:
@@ -165,6 +169,34 @@ def _cleanup(facts: Facts) -> Reason:
         summary = (f"the incident ended ({facts.status}); its cleanup message is "
                    f"{cleanup.status} and has not run yet")
     return Reason(CLEANUP_WAITING, summary, evidence, facts.ended_at, _message(str(cleanup.pk)))
+
+
+def _releases_outstanding(facts: Facts) -> Reason | None:
+    """An ended incident is not cleaned up while a release of its resources is outstanding."""
+    left = facts.outstanding_releases
+    if not left:
+        return None
+    by_status: dict[str, int] = {}
+    for resource in left:
+        by_status[resource.status] = by_status.get(resource.status, 0) + 1
+    failed = [r for r in left if r.status == "FAILED"]
+    summary = (f"the incident ended ({facts.status}) but {len(left)} release(s) of its external "
+               "resources are outstanding (" + ", ".join(f"{n} {s}" for s, n in
+                                                         sorted(by_status.items())) + ")")
+    if failed:
+        summary += (f"; {failed[0].kind} {failed[0].ref} failed: {failed[0].comment[-200:]}; "
+                    "retry the failed release(s) (admin: the incident's resources)")
+    summary += "; it is marked cleaned up once all are released"
+    evidence = {"status": facts.status, "by_status": by_status,
+                "resources": [{"id": str(r.pk), "kind": r.kind, "ref": r.ref, "status": r.status,
+                               "release_queue": r.release_queue,
+                               "release_message": str(r.release_message or ""),
+                               "attempts": r.release_attempts, "comment": r.comment[-500:]}
+                              for r in left[:10]]}
+    first = (failed or left)[0]
+    target = (_message(str(first.release_message)) if first.release_message
+              else _message_log(facts.incident_id))
+    return Reason(RELEASES_OUTSTANDING, summary, evidence, facts.ended_at, target)
 
 
 def _waiting(facts: Facts, backlog: Backlog) -> Reason:

@@ -5,18 +5,19 @@ from __future__ import annotations
 
 import statistics
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.db.models import Count, Max, Q
 from django.utils import timezone
 
-from incidents.engine import deadletter, locks, queue_consumers, registry
+from incidents.engine import deadletter, locks, queue_consumers, registry, releases
 from incidents.engine.queue_consumers import QueueConsumers
 from incidents.models import (
     LIVE_INCIDENT_STATUSES,
     WAITING_STATUSES,
+    ExternalResource,
     Incident,
     Lock,
     MessageLog,
@@ -94,6 +95,8 @@ class Facts:
     dead_letters: list[deadletter.DeadLetter] | None  # this incident's; None: not read
     dead_letters_scanned: int = 0
     dead_letters_error: str = ""
+    # Of an ended incident: its resources not yet released (their releases are outstanding).
+    outstanding_releases: list[ExternalResource] = field(default_factory=list)
 
 
 def gather(incident_id: str, *, inspect_timeout: float = queue_consumers.INSPECT_TIMEOUT_SECONDS,
@@ -118,6 +121,9 @@ def gather(incident_id: str, *, inspect_timeout: float = queue_consumers.INSPECT
         consumers=queue_consumers.ask([b.queue for b in backlog], timeout=inspect_timeout),
         earlier_lock_waits=_earlier_lock_waits(log, [b.queue for b in backlog if b.atomic]),
         dead_letters=None)
+    if incident.status not in LIVE_INCIDENT_STATUSES:
+        facts.outstanding_releases = list(releases.outstanding(str(incident.pk))
+                                          .order_by("registered_at")[:RUN_LIMIT])
     if read_dead_letters and (incident.status in LIVE_INCIDENT_STATUSES or not incident.cleaned_at):
         _read_dead_letters(facts)
     return facts

@@ -29,6 +29,7 @@ from incidents.engine import (
     ledger,
     locks,
     outbox,
+    releases,
     runs,
 )
 from incidents.engine.context import HandlerRun, StagedEnding
@@ -62,6 +63,7 @@ class Delivery:
     waiting_since: float | None
     retried: int = 0  # the handler's own retries before this delivery (engine/retrying.py)
     notes: str = ""  # their comment lines, kept on the log row
+    release: bool = False  # a resource's release, run on its ended incident (engine/releases.py)
 
 
 def deliver(queue: str, message: Any, *, redelivered: bool = False, retries: int = 0,
@@ -129,8 +131,12 @@ def _being_handled(d: Delivery) -> Outcome | None:
 
 
 def _incident_not_served(d: Delivery) -> Outcome | None:
-    """Handlers serve live incidents; the internal cleanup serves ended ones only."""
+    """Handlers serve live incidents, and releases of ended ones' resources; the internal
+    cleanup serves ended ones only."""
     if (d.entry.incident_status in LIVE_INCIDENT_STATUSES) != d.spec.internal:
+        return None
+    if not d.spec.internal and releases.is_release(d.message_id):
+        d.release = True
         return None
     _finish_unprocessed(d, f"incident {d.incident_id} is {d.entry.incident_status}")
     return Outcome(Result.NOT_PROCESSED)
@@ -183,7 +189,7 @@ def _run_claimed(d: Delivery) -> Outcome:
         if d.spec.atomic:
             _take_atomic_lock(d, run)
             status = incidents_db.status_of(d.incident_id)  # it may have ended meanwhile
-            if status not in LIVE_INCIDENT_STATUSES:
+            if status not in LIVE_INCIDENT_STATUSES and not d.release:
                 _finish_unprocessed(d, f"incident {d.incident_id} is {status}")
                 return Outcome(Result.NOT_PROCESSED)
         lock_wait = time.time() - waiting_since if d.spec.atomic else None
@@ -219,9 +225,13 @@ def _take_atomic_lock(d: Delivery, run: HandlerRun) -> None:
 def _new_run(d: Delivery, *, claimed: bool) -> HandlerRun:
     run = HandlerRun(originator=d.spec.name, message_id=d.message_id,
                      incident_id=d.incident_id, queue=d.queue, attempt=d.entry.attempts + 1,
-                     claimed=claimed, received=timezone.now())
+                     claimed=claimed, received=timezone.now(),
+                     priority=d.entry.incident_priority)
     # Unique per delivery: two copies of one message must not share (and free) a lock.
     run.lock_owner = f"{d.message_id}:{uuid.uuid4().hex}"
+    if d.release:  # its success releases the resource, in its commit
+        run.in_commit.append(functools.partial(releases.released, d.message_id, d.incident_id,
+                                               d.spec.name))
     return run
 
 

@@ -23,7 +23,7 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from incidents.engine import celery_app, ledger
+from incidents.engine import celery_app, ledger, releases
 from incidents.engine.registry import CLEANUP_QUEUE
 from incidents.models import (
     IN_FLIGHT_STATUSES,
@@ -91,8 +91,10 @@ def retry_delay(message: dict[str, Any], delay: float) -> float:
 
 
 def in_progress(incident: Incident) -> Drain | None:
-    """The incident's drain if it is DRAINING: CANCELLED by a drain, not yet cleaned up."""
-    if incident.status != IncidentStatus.CANCELLED or incident.cleaned_at is not None:
+    """The incident's drain if it is DRAINING: CANCELLED by a drain, its cleanup not yet run
+    (a cleanup that ran leaves it uncleaned while a resource release is outstanding)."""
+    if (incident.status != IncidentStatus.CANCELLED or incident.cleaned_at is not None
+            or releases.cleanup_ran(str(incident.pk), incident.completed_at)):
         return None
     action = (OperatorAction.objects.filter(incident_id=incident.pk, action=DRAIN_ACTION)
               .order_by("-at", "-id").first())

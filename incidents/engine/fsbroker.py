@@ -101,7 +101,9 @@ class Channel(filesystem.Channel):
         return super()._exchange_file(exchange)  # type: ignore[misc]  # not in the stubs
 
     def _files_of(self, queue: str) -> list[str]:
-        """Message files of `queue`, oldest first, from one listing per polling cycle."""
+        """Message files of `queue` in delivery order (higher priority first, then oldest
+        first: see _put), from one listing per polling cycle. Files named before priorities
+        (their names start with a digit) sort before all others, oldest first."""
         if self._listing is None:
             self._listing = {}
             for name in sorted(os.listdir(self.data_folder_in)):
@@ -122,12 +124,14 @@ class Channel(filesystem.Channel):
 
     def _put(self, queue: str, message: Any, *, first: bool = False,  # type: ignore[override]
              **kwargs: Any) -> None:
-        # Files are taken in name order: by time, then in the order this process put them;
-        # `first` (a message given back) sorts before the rest.
+        # Files are taken in name order: by priority (as RabbitMQ's priority queues: higher
+        # first), then by time, then in the order this process put them; `first` (a message
+        # given back) sorts before the rest of its priority.
         stamp = f"{round(monotonic() * 1000):015d}_{next(_puts):012d}"
         if first:
             stamp = f"{'0' * 15}_{stamp}"
-        self._write(f"{stamp}_{uuid.uuid4()}.{queue}.msg", message)
+        rank = self._get_message_priority(message, reverse=True)  # 0..9, 0 the highest
+        self._write(f"p{rank}_{stamp}_{uuid.uuid4()}.{queue}.msg", message)
 
     def _get(self, queue: str, timeout: float | None = None) -> Any:
         if time.monotonic() - self._recovered_at > RECOVERY_INTERVAL_SECONDS:

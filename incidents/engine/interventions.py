@@ -97,14 +97,13 @@ def drain_incident(incident_id: Any, *, seconds: int, reason: str = "",
     check_text(by, where="drain", name="by", max_length=200)
     with transaction.atomic():
         deadline = timezone.now() + dt.timedelta(seconds=seconds)
-        cleanup = lifecycle.apply_ending(
-            StagedEnding(str(incident.pk), IncidentStatus.CANCELLED, reason, by=by),
-            originator="")
+        ending = StagedEnding(str(incident.pk), IncidentStatus.CANCELLED, reason, by=by)
+        cleanup = lifecycle.apply_ending(ending, originator="")
         if cleanup is None:  # it had ended: a drain changes nothing
             return DrainReport(str(incident.pk), False, incidents_db.status_of(str(incident.pk))
                                or incident.status)
         cleanup.body[draining.KILL_AFTER] = deadline.astimezone(dt.UTC).isoformat()
-        outbox.commit_and_publish([cleanup])
+        outbox.commit_and_publish([*ending.releases, cleanup])
         audit.record(str(incident.pk), draining.DRAIN_ACTION, by=by, reason=reason,
                      status_before=incident.status, kill_after=seconds,
                      deadline=cleanup.body[draining.KILL_AFTER])

@@ -28,10 +28,12 @@ from incidents.models import (
     IN_FLIGHT_STATUSES,
     LIVE_INCIDENT_STATUSES,
     WAITING_STATUSES,
+    ExternalResource,
     Incident,
     IncidentStatus,
     MessageLog,
     MessageStatus,
+    ResourceStatus,
 )
 
 
@@ -44,6 +46,7 @@ class Entry:
     status: str
     attempts: int
     incident_status: str
+    incident_priority: int = 1  # IncidentPriority.NORMAL; what its handler's sends carry
 
 
 def _field(model: type[Model], name: str) -> Field[Any, Any]:
@@ -75,18 +78,20 @@ def _lookup_sql(vendor: str) -> str:
     m, i = _table(MessageLog), _table(Incident)
     return (f"SELECT {m}.{_column(MessageLog, 'incident')}, {m}.{_column(MessageLog, 'destination')}, "
             f"{m}.{_column(MessageLog, 'status')}, {m}.{_column(MessageLog, 'attempts')}, "
-            f"{i}.{_column(Incident, 'status')} FROM {m} JOIN {i} ON {i}.{_column(Incident, 'id')} "
+            f"{i}.{_column(Incident, 'status')}, {i}.{_column(Incident, 'priority')} "
+            f"FROM {m} JOIN {i} ON {i}.{_column(Incident, 'id')} "
             f"= {m}.{_column(MessageLog, 'incident')} WHERE {m}.{_column(MessageLog, 'id')} = %s")
 
 
 def lookup(message_id: str) -> Entry | None:
-    """The message's row and its incident's status, in one read; None if it is not logged."""
+    """The message's row and its incident's status and priority, in one read; None if it is
+    not logged."""
     row = _execute(_lookup_sql(connection.vendor), [_prep(MessageLog, "id", message_id)])
     if row is None:
         return None
-    incident_id, destination, status, attempts, incident_status = row
+    incident_id, destination, status, attempts, incident_status, priority = row
     return Entry(str(uuid.UUID(str(incident_id))), destination, status, int(attempts),
-                 incident_status)
+                 incident_status, int(priority))
 
 
 @functools.cache
@@ -145,7 +150,7 @@ def finish(message_id: str, attempt: int, status: str, *, claimed: bool, receive
 
 _INSERTED = ("id", "incident", "originator", "destination", "src_tag", "dest_tag", "status",
              "submitted", "attempts", "consumer", "publish_failures", "comment", "body",
-             "not_before")
+             "not_before", "priority")
 
 
 def _values(rows: int, vendor: str) -> str:
@@ -231,16 +236,23 @@ def give_claim_back(message_id: str, attempt: int) -> None:
 
 
 def not_processed(message_id: str, reason: str) -> bool:
-    """In flight -> NOT PROCESSED (its incident has ended, or it is not for this handler)."""
-    return bool(MessageLog.objects.filter(pk=message_id, status__in=IN_FLIGHT_STATUSES).update(
+    """In flight -> NOT PROCESSED (its incident has ended, or it is not for this handler);
+    a release message among them fails its resource's release."""
+    stopped = bool(MessageLog.objects.filter(pk=message_id, status__in=IN_FLIGHT_STATUSES).update(
         status=MessageStatus.NOT_PROCESSED, completed=timezone.now(), comment=reason))
+    if stopped:
+        fail_releases([message_id], f"release message not processed: {reason}")
+    return stopped
 
 
 def give_up(message_id: str, attempts: int, reason: str) -> bool:
     """In flight -> ERROR, for a message whose handling keeps dying; False if it moved on."""
-    return bool(MessageLog.objects.filter(pk=message_id, attempts=attempts,
-                                          status__in=IN_FLIGHT_STATUSES).update(
+    failed = bool(MessageLog.objects.filter(pk=message_id, attempts=attempts,
+                                            status__in=IN_FLIGHT_STATUSES).update(
         status=MessageStatus.ERROR, completed=timezone.now(), comment=reason))
+    if failed:
+        fail_releases([message_id], reason)
+    return failed
 
 
 def abandon_waiting(incident_id: str, *, besides: str, comment: str) -> Counter[str]:
@@ -248,9 +260,10 @@ def abandon_waiting(incident_id: str, *, besides: str, comment: str) -> Counter[
     how many per queue."""
     rows = (MessageLog.objects.select_for_update()
             .filter(incident_id=incident_id, status__in=WAITING_STATUSES).exclude(pk=besides))
-    abandoned = Counter(rows.values_list("destination", flat=True))
+    found = list(rows.values_list("pk", "destination"))
     rows.update(status=MessageStatus.NOT_PROCESSED, completed=timezone.now(), comment=comment)
-    return abandoned
+    fail_releases([str(pk) for pk, _ in found], f"release message not processed: {comment}")
+    return Counter(destination for _, destination in found)
 
 
 def stop_in_flight(incident_id: str, comment: str, *, besides: str | None = None) -> list[str]:
@@ -265,6 +278,7 @@ def stop_in_flight(incident_id: str, comment: str, *, besides: str | None = None
     in_flight = [str(pk) for pk in rows.values_list("pk", flat=True)]
     MessageLog.objects.filter(pk__in=in_flight, status__in=IN_FLIGHT_STATUSES).update(
         status=MessageStatus.NOT_PROCESSED, completed=timezone.now(), comment=comment)
+    fail_releases(in_flight, f"release message not processed: {comment}")
     return in_flight
 
 
@@ -400,3 +414,74 @@ def resume(incident_id: str, failed_at: datetime) -> bool:
 
 def mark_cleaned(incident_id: str) -> None:
     Incident.objects.filter(pk=incident_id).update(cleaned_at=timezone.now())
+
+
+# -- external resources (engine/releases.py) ---------------------------------------------
+
+def hold_resource(incident_id: str, ref: str, *, kind: str, release_queue: str, data: Any,
+                  by: str) -> str:
+    """Record that the incident holds `ref` (HELD); one it holds already gets the new kind,
+    queue and data, one released before is held again. "" if held, else the status that
+    kept it from being held (its release is outstanding: RELEASING or FAILED)."""
+    fields = {"kind": kind, "release_queue": release_queue, "data": data}
+    resource, created = ExternalResource.objects.select_for_update().get_or_create(
+        incident_id=incident_id, ref=ref,
+        defaults={**fields, "registered_by": by[:200], "registered_at": timezone.now()})
+    if created:
+        return ""
+    rows = ExternalResource.objects.filter(pk=resource.pk)
+    if rows.filter(status=ResourceStatus.HELD).update(**fields):
+        return ""
+    if rows.filter(status=ResourceStatus.RELEASED).update(
+            status=ResourceStatus.HELD, registered_by=by[:200], registered_at=timezone.now(),
+            released_at=None, release_message=None, release_attempts=0, comment="", **fields):
+        return ""
+    return str(rows.values_list("status", flat=True).first())
+
+
+def release_held(incident_id: str, *, comment: str) -> list[ExternalResource]:
+    """The incident's HELD resources -> RELEASING, each with a new release message id (a
+    release_queue) or RELEASED with `comment` (none: nothing to call); those RELEASING."""
+    held = list(ExternalResource.objects.select_for_update()
+                .filter(incident_id=incident_id, status=ResourceStatus.HELD))
+    now, releasing = timezone.now(), []
+    for resource in held:
+        rows = ExternalResource.objects.filter(pk=resource.pk, status=ResourceStatus.HELD)
+        if not resource.release_queue:
+            rows.update(status=ResourceStatus.RELEASED, released_at=now, comment=comment)
+            continue
+        resource.release_message = uuid.uuid4()
+        resource.release_attempts += 1
+        if rows.update(status=ResourceStatus.RELEASING, release_message=resource.release_message,
+                       release_attempts=resource.release_attempts, comment=""):
+            releasing.append(resource)
+    return releasing
+
+
+def release_again(resource: ExternalResource, comment: str) -> bool:
+    """FAILED -> RELEASING with a new release message id (set on `resource`); False if it
+    was not FAILED."""
+    message_id, attempts = uuid.uuid4(), resource.release_attempts + 1
+    if not ExternalResource.objects.filter(pk=resource.pk, status=ResourceStatus.FAILED).update(
+            status=ResourceStatus.RELEASING, release_message=message_id,
+            release_attempts=attempts, comment=comment):
+        return False
+    resource.release_message, resource.release_attempts = message_id, attempts
+    resource.status = ResourceStatus.RELEASING
+    return True
+
+
+def resource_released(rows: QuerySet[ExternalResource], comment: str) -> int:
+    """Those of `rows` not yet RELEASED -> RELEASED (their release, or ReleaseResource)."""
+    return rows.exclude(status=ResourceStatus.RELEASED).update(
+        status=ResourceStatus.RELEASED, released_at=timezone.now(), comment=comment)
+
+
+def fail_releases(message_ids: Sequence[str], comment: str) -> int:
+    """Resources whose release is one of these messages (it failed, or was not processed)
+    RELEASING -> FAILED with `comment`, to be retried; how many."""
+    if not message_ids:
+        return 0
+    return ExternalResource.objects.filter(
+        release_message__in=list(message_ids), status=ResourceStatus.RELEASING).update(
+        status=ResourceStatus.FAILED, comment=comment[-20_000:])

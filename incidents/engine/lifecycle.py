@@ -10,8 +10,9 @@ from typing import Any
 
 from django.utils import timezone
 
-from incidents.engine import context, incidents_db, ledger
+from incidents.engine import context, incidents_db, ledger, releases
 from incidents.engine.context import StagedEnding, StagedMessage
+from incidents.engine.levels import parse_level
 from incidents.engine.registry import CLEANUP_QUEUE
 from incidents.engine.validation import (
     HEALTH_CHECK_INCIDENT,
@@ -22,19 +23,27 @@ from incidents.engine.validation import (
     to_json,
 )
 from incidents.exceptions import MessageError, MessageTypeError
-from incidents.models import ENDED_INCIDENT_STATUSES, LIVE_INCIDENT_STATUSES, Incident, IncidentStatus
+from incidents.models import (
+    ENDED_INCIDENT_STATUSES,
+    LIVE_INCIDENT_STATUSES,
+    Incident,
+    IncidentPriority,
+    IncidentStatus,
+)
 
 logger = logging.getLogger(__name__)
 
 
 def create_incident(name: Any, kind: Any, incident_date: Any = None, parameters: Any = None, *,
                     owner: Any = None, upper_left: Any = "", lower_right: Any = "",
-                    duration: Any = None) -> str:
+                    duration: Any = None, priority: Any = None) -> str:
     check_text(name, where="CreateIncident()", name="name", max_length=200, empty_ok=False)
     check_text(kind, where="CreateIncident()", name="kind", max_length=100, empty_ok=False)
     owner = _owner_name(owner)
     upper_left, lower_right = check_area(upper_left, lower_right, where="CreateIncident()")
     duration = _duration(duration)
+    priority = (IncidentPriority.NORMAL if priority is None
+                else parse_level(priority, where="CreateIncident()"))
     if incident_date is None:
         incident_date = timezone.now()
     elif isinstance(incident_date, str):
@@ -63,7 +72,8 @@ def create_incident(name: Any, kind: Any, incident_date: Any = None, parameters:
     incident = Incident.objects.create(name=name, kind=kind, incident_date=incident_date,
                                        parameters=parameters, owner=owner,
                                        upper_left_latlong=upper_left,
-                                       lower_right_latlong=lower_right, duration=duration)
+                                       lower_right_latlong=lower_right, duration=duration,
+                                       priority=priority)
     logger.info("incident %s declared: %s (%s)", incident.id, name, kind)
     return str(incident.id)
 
@@ -140,12 +150,14 @@ def stage_ending(incident_id: Any, status: Any, reason: Any, *, where: str, by: 
     incidents_db.require(incident_id, where=where)
     cleanup = apply_ending(ending, originator="")
     if cleanup is not None:
-        context.outside_staging().outbox.append(cleanup)
+        context.outside_staging().outbox.extend([*ending.releases, cleanup])
 
 
 def apply_ending(ending: StagedEnding, *, originator: str) -> StagedMessage | None:
     """Set the incident's end status; return its cleanup message. An incident that has ended
-    keeps its status; with force=True it still gets a cleanup that does not wait."""
+    keeps its status; with force=True it still gets a cleanup that does not wait. The
+    resources it still holds are released: their release messages, in `ending.releases`,
+    are to be logged with the cleanup message."""
     if ledger.end(ending.incident_id, ending.status, ending.reason, ending.by):
         logger.info("incident %s is %s%s%s", ending.incident_id, ending.status,
                     f" by {ending.by}" if ending.by else "",
@@ -159,6 +171,7 @@ def apply_ending(ending: StagedEnding, *, originator: str) -> StagedMessage | No
                     ending.status, ", cleaning up at once" if ending.force else "")
         if not ending.force:
             return None
+    ending.releases = releases.release_held(ending.incident_id, originator)
     message_id = str(uuid.uuid4())
     body = {
         "IncidentID": ending.incident_id, "MessageID": message_id, "originator": originator,

@@ -25,7 +25,8 @@ def start_incident(*, kind: str, name: str, incident_date: Any = None,
                    message: dict[str, Any] | None = None, **details: Any) -> str:
     """Declare an incident and send its first message: to `queue` (with `message`), or to
     the entry queue its kind registered (with the parameters). Nothing is stored if the
-    first message is refused. `details`: owner, upper_left, lower_right, duration."""
+    first message is refused. `details`: owner, upper_left, lower_right, duration, priority
+    (a level name or number; default normal)."""
     kind = _registered_spelling(kind)
     if queue is None:
         spec = registry.kind(kind)

@@ -32,10 +32,18 @@ from incidents.engine import (
     ledger,
     lifecycle,
     publisher,
+    queue_migration,
     registry,
 )
 from incidents.engine.context import StagedEnding, StagedMessage
-from incidents.models import WAITING_STATUSES, IncidentStatus, MessageLog, MessageStatus
+from incidents.models import (
+    WAITING_STATUSES,
+    Incident,
+    IncidentPriority,
+    IncidentStatus,
+    MessageLog,
+    MessageStatus,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -46,17 +54,30 @@ MAX_PUBLISH_FAILURES = 5
 
 
 def log_rows(staged: Iterable[StagedMessage]) -> list[MessageLog]:
-    """The QUEUED log rows of staged messages (not yet inserted: ledger.insert)."""
+    """The QUEUED log rows of staged messages (not yet inserted: ledger.insert), each with
+    its incident's priority."""
     now = timezone.now()
+    staged = list(staged)
+    priorities = _priorities({m.incident_id for m in staged if m.priority is None})
     return [
         MessageLog(
             id=m.id, incident_id=m.incident_id, originator=m.originator, destination=m.queue,
             src_tag=m.src_tag, dest_tag=m.dest_tag, status=MessageStatus.QUEUED,
             # A timer's row is taken by the relay only once due (engine/timers.py).
             submitted=m.not_before or now, body=m.body, not_before=m.not_before,
+            priority=m.priority if m.priority is not None else priorities.get(
+                m.incident_id, IncidentPriority.NORMAL),
         )
         for m in staged
     ]
+
+
+def _priorities(incident_ids: set[str]) -> dict[str, int]:
+    """The incidents' priorities, in one query (none if there is nothing to read)."""
+    if not incident_ids:
+        return {}
+    return {str(pk): priority for pk, priority in
+            Incident.objects.filter(pk__in=incident_ids).values_list("pk", "priority")}
 
 
 def publish(rows: Sequence[MessageLog], *, mark_later: bool = False) -> int:
@@ -92,7 +113,7 @@ def publish(rows: Sequence[MessageLog], *, mark_later: bool = False) -> int:
                     app.send_task(registry.task_name(row.destination), args=[row.body],
                                   task_id=str(row.id), queue=queue, producer=producer,
                                   retry=False, argsrepr=f"[{row.body!r:.1024}]",
-                                  kwargsrepr="{}")
+                                  kwargsrepr="{}", priority=row.priority)
                     outbox_publisher.published(str(pending.pop(0).id))
                     sent += 1
         except ChannelError as refused:  # this message, not the broker: set it aside
@@ -115,7 +136,8 @@ def refuse(row: MessageLog, error: Exception) -> None:
     MAX_PUBLISH_FAILURES log it ERROR and end its incident with the reason."""
     failures = row.publish_failures + 1
     reason = (f"the broker refused message {row.pk} to queue {row.destination!r} "
-              f"({failures} of {MAX_PUBLISH_FAILURES} tries): {error}")
+              f"({failures} of {MAX_PUBLISH_FAILURES} tries): {error}"
+              f"{queue_migration.hint_for(error)}")
     logger.warning("incident %s: %s", row.incident_id, reason)
     if failures < MAX_PUBLISH_FAILURES:
         # The relay takes it up again once `submitted` is RELAY_STALE_SECONDS old.
@@ -134,7 +156,7 @@ def end_incident(ending: StagedEnding, *, originator: str) -> list[MessageLog]:
     """End an incident inside the caller's transaction and log its cleanup message; return
     the rows to publish once that transaction commits."""
     cleanup = lifecycle.apply_ending(ending, originator=originator)
-    rows = log_rows([cleanup]) if cleanup else []
+    rows = log_rows([*ending.releases, cleanup]) if cleanup else []
     ledger.insert(rows)
     return rows
 

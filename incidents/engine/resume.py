@@ -14,7 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from incidents import conf
-from incidents.engine import audit, incidents_db, ledger, outbox, scratch
+from incidents.engine import audit, incidents_db, ledger, outbox, releases, scratch
 from incidents.engine.registry import CLEANUP_QUEUE
 from incidents.engine.validation import check_text
 from incidents.exceptions import NotResumable, WorkflowConfigError
@@ -144,6 +144,11 @@ def why_not(incident: Incident, *, now: datetime | None = None) -> str:
     if cutoff is not None and failed_at < cutoff:
         return (f"its state was removed after {hours:g} hours (WORKFLOW_RESUME_RETENTION_HOURS); "
                 f"it failed at {failed_at:%Y-%m-%d %H:%M:%S %Z}")
+    outstanding = releases.outstanding(str(incident.pk)).count()
+    if incident.cleaned_at is None and outstanding:  # its resources were released at its end
+        return (f"{outstanding} release(s) of its external resources are outstanding; once "
+                "they are released (retry a FAILED one) it can be resumed, and its handlers "
+                "register what they submit again")
     if incident.cleaned_at is None:
         waiting = MessageLog.objects.filter(incident_id=incident.pk,
                                             status__in=IN_FLIGHT_STATUSES).count()

@@ -246,7 +246,7 @@ def _commit_success(run: HandlerRun, duration: float, notes: str = "") -> list[M
     for ending in run.endings:
         cleanup_message = lifecycle.apply_ending(ending, originator=run.originator)
         if cleanup_message is not None:
-            cleanup_rows = outbox.log_rows([cleanup_message])
+            cleanup_rows = outbox.log_rows([*ending.releases, cleanup_message])
             ledger.insert(cleanup_rows)
             rows += cleanup_rows
     return rows
@@ -265,5 +265,7 @@ def _commit_failure(spec: HandlerSpec, run: HandlerRun, error: Exception, durati
     what = ("exceeded its time limit" if isinstance(error, SoftTimeLimitExceeded)
             else f"failed{tried}: {error!r}")
     reason = storable(f"handler {spec.name} {what} on message {run.message_id}")
+    if run.message_id and ledger.fail_releases([run.message_id], reason):
+        return []  # a release of an ended incident's resource: it is FAILED, to be retried
     return outbox.end_incident(StagedEnding(run.incident_id, IncidentStatus.ERROR, reason,
                                             by=spec.name), originator=run.originator)

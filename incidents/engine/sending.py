@@ -71,7 +71,9 @@ def send(message: Any, queue: Any, src_tag: Any = "", dest_tag: Any = "",
     message.update(MessageID=message_id, originator=originator)
     staging.outbox.append(StagedMessage(
         id=message_id, incident_id=incident_id, queue=queue, body=json.loads(text),
-        originator=originator, src_tag=src_tag, dest_tag=dest_tag, not_before=due))
+        originator=originator, src_tag=src_tag, dest_tag=dest_tag, not_before=due,
+        # The run's incident's priority came with its message; any other is read at commit.
+        priority=run.priority if run is not None and incident_id == run.incident_id else None))
     return message_id
 
 

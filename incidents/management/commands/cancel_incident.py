@@ -9,7 +9,7 @@ from typing import Any
 from django.core.management.base import CommandError
 from django.utils import timezone
 
-from incidents.engine import draining, incidents_db, interventions, operations
+from incidents.engine import draining, incidents_db, interventions, operations, releases
 from incidents.exceptions import WorkflowError
 from incidents.models import Incident
 
@@ -85,6 +85,11 @@ class Command(IncidentCommand):
             incident = Incident.objects.get(pk=incident_id)
             if incident.cleaned_at is not None:
                 return incident
+            if releases.cleanup_ran(incident_id, incident.completed_at):
+                raise CommandError(
+                    f"{incident_id} is drained and cleaned up, but the release of external "
+                    f"resources it held is outstanding: {releases.describe_outstanding(incident_id)}; "
+                    "see its page in the admin (retry a failed release there)")
             now = timezone.now()
             if now > give_up:
                 raise CommandError(

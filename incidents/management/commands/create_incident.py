@@ -48,6 +48,8 @@ class Command(IncidentCommand):
         parser.add_argument("--lower-right", default="",
                             help="lower-right corner of the area, 'latitude/longitude'")
         parser.add_argument("--duration", help="how long it runs (a number, e.g. hours)")
+        parser.add_argument("--priority", help="low, normal (default), high or urgent (or "
+                                               "0-3): its messages overtake lower ones")
 
     def handle(self, *args: Any, **opts: Any) -> None:
         if opts["message"] and not opts["queue"]:
@@ -61,7 +63,7 @@ class Command(IncidentCommand):
                 queue=opts["queue"], message=json_object(opts["message"], "--message") or
                 ({} if opts["queue"] else None), owner=opts["user_id"],
                 upper_left=opts["upper_left"], lower_right=opts["lower_right"],
-                duration=opts["duration"])
+                duration=opts["duration"], priority=opts["priority"])
         except WorkflowError as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(incident_id)
