@@ -7,18 +7,10 @@ it once per configuration in a fresh process; alone:
 """
 from __future__ import annotations
 
-import os
-
-# Before Django is set up: sends from here declare the queues as the workers do. (An empty
-# value, as incidents.standalone leaves in a stand-alone script, means unset too.)
-if not os.environ.get("WORKFLOW_MODULES"):
-    os.environ["WORKFLOW_MODULES"] = "bench.handlers,workflows.quicksort"
-
-import incidents.standalone  # noqa: F401, I001  (sets Django up for this script)
-
 import argparse
 import json
 import logging
+import os
 import random
 import re
 import statistics
@@ -38,14 +30,13 @@ from django.core.management import call_command
 from django.db import connection
 from django.db.models import Max
 
-from bench import prefill, raw, raw_stock, raw_tasks
+# django_setup first: it sets Django up for this script, before the others import models.
+from bench import django_setup, prefill, raw, raw_stock, raw_tasks
 from incidents import conf, workflow
 from incidents.engine import registry
 from incidents.models import Incident, IncidentStatus, MessageLog, MessageStatus
 from incidents.processes import WorkerGroup, worker_env
 from workflows import quicksort
-
-WORKFLOW_MODULES = os.environ["WORKFLOW_MODULES"]
 
 
 @dataclass
@@ -229,7 +220,7 @@ def _waits_since(before: tuple[int, float], group: WorkerGroup) -> dict[str, flo
 @contextmanager
 def workers(impl: Engine | RawCelery, *, concurrency: int = 2, pool: str = "prefork",
             ) -> Iterator[WorkerGroup]:
-    env = worker_env({"WORKFLOW_MODULES": WORKFLOW_MODULES})
+    env = worker_env({"WORKFLOW_MODULES": django_setup.WORKFLOW_MODULES})
     with WorkerGroup(env=env) as group:
         group.start(f"bench-{impl.name}-{pool}{concurrency}", concurrency=concurrency,
                     pool=pool, queues=impl.queues, app=impl.app)

@@ -15,13 +15,6 @@ same worker once the backlog is gone.
 """
 from __future__ import annotations
 
-import os
-
-if not os.environ.get("WORKFLOW_MODULES"):
-    os.environ["WORKFLOW_MODULES"] = "bench.handlers,workflows.quicksort"
-
-import incidents.standalone  # noqa: F401, I001  (sets Django up for this script)
-
 import argparse
 import json
 import logging
@@ -33,6 +26,7 @@ from typing import Any
 
 from django.core.management import call_command
 
+from bench.django_setup import WORKFLOW_MODULES
 from bench.measure import QUICK, Sizes, describe, purge_leftovers, stats, wait_for
 from incidents import workflow
 from incidents.models import (
@@ -132,7 +126,7 @@ def one_run(env: dict[str, str], shape: Shape, timeout: float) -> Run:
 
 
 def measure(shape: Shape, repeat: int, timeout: float) -> dict[str, Any]:
-    env = worker_env({"WORKFLOW_MODULES": os.environ["WORKFLOW_MODULES"]})
+    env = worker_env({"WORKFLOW_MODULES": WORKFLOW_MODULES})
     runs = [one_run(env, shape, timeout) for _ in range(repeat)]
     figures = {f.name: stats([float(getattr(r, f.name)) for r in runs]) for f in fields(Run)}
     return {**asdict(shape), "warm_up": WARM_UP, **figures,

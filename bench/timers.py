@@ -8,13 +8,6 @@ worker with 2 processes; bench.suite runs it after bench.measure. Alone:
 """
 from __future__ import annotations
 
-import os
-
-if not os.environ.get("WORKFLOW_MODULES"):
-    os.environ["WORKFLOW_MODULES"] = "bench.handlers,workflows.quicksort"
-
-import incidents.standalone  # noqa: F401, I001  (sets Django up for this script)
-
 import argparse
 import json
 import logging
@@ -27,6 +20,7 @@ from typing import Any
 from django.core.management import call_command
 from django.utils import timezone
 
+import bench.django_setup  # noqa: F401  (sets Django up)
 from bench.measure import (
     QUICK,
     Engine,

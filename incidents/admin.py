@@ -24,6 +24,7 @@ from incidents import (
     admin_drain,
     admin_inject,
     admin_priority,
+    admin_readonly,
     admin_resources,
     admin_results,
     admin_resume,
@@ -360,7 +361,7 @@ MESSAGE_FIELDS_SHOWN_AS = {"submitted": "submitted_at", "received": "received_at
 
 
 @admin.register(MessageLog)
-class MessageLogAdmin(admin.ModelAdmin):
+class MessageLogAdmin(admin_readonly.ViewOnlyAdmin):
     # Few and narrow columns, so that the list fits a 1366 px window beside the filters.
     list_display = ("message", "incident_link", "route", "tags", "status_coloured",
                     "submitted_at", "handling_time", "attempts", "result")
@@ -384,15 +385,6 @@ class MessageLogAdmin(admin.ModelAdmin):
         columns = super().get_list_display(request)
         return columns if task_results_url() or flower_url() else [
             c for c in columns if c != "result"]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.display(description="id", ordering="id")
     def message(self, row: MessageLog) -> str:
@@ -422,20 +414,12 @@ class MessageLogAdmin(admin.ModelAdmin):
         return celery_links(row.pk)
 
 
-class ReadOnlyRecordAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
 @admin.register(HandlerState)
-class HandlerStateAdmin(ReadOnlyRecordAdmin):
+class HandlerStateAdmin(admin_readonly.ReadOnlyRecordAdmin):
     list_display = ("incident", "handler", "created_at")
     list_filter = ("handler",)
 
 
 @admin.register(Lock)
-class LockAdmin(ReadOnlyRecordAdmin):
+class LockAdmin(admin_readonly.ReadOnlyRecordAdmin):
     list_display = ("incident", "label", "owner", "acquired_at", "expires_at")

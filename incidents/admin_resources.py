@@ -16,6 +16,7 @@ from django.shortcuts import get_object_or_404
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
+from incidents import admin_readonly
 from incidents.engine import resources
 from incidents.exceptions import WorkflowError
 from incidents.formatting import timestamp
@@ -118,7 +119,7 @@ class StatusFilter(admin.SimpleListFilter):
 
 
 @admin.register(ExternalResource)
-class ExternalResourceAdmin(admin.ModelAdmin):
+class ExternalResourceAdmin(admin_readonly.ViewOnlyAdmin):
     """Every incident's resources, read-only; outstanding ones first seen."""
 
     # Few and narrow columns, so that the list fits a 1366 px window beside the filters.
@@ -147,15 +148,6 @@ class ExternalResourceAdmin(admin.ModelAdmin):
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return super().has_view_permission(request, obj) or request.user.has_perm(
             "incidents.view_incident")
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.display(description="reference", ordering="ref")
     def reference(self, row: ExternalResource) -> str:

@@ -10,7 +10,7 @@ import pytest
 from django.db import connections
 
 from incidents import workflow
-from incidents.engine import context, registry
+from incidents.engine import context, locks, registry
 from incidents.models import Incident, MessageLog, MessageStatus
 from incidents.processes import WorkerGroup, worker_env
 from incidents.testing import purge_queues
@@ -39,10 +39,13 @@ def need_service(env_name: str, what: str) -> str:
 
 @pytest.fixture(autouse=True)
 def _clean_staging() -> Iterator[None]:
-    """Each test starts with nothing staged outside a handler."""
+    """Each test starts with nothing staged outside a handler, and no lock a test took in
+    this process is renewed after it (its database is gone: the renewal would fail and log
+    a traceback from its thread each second)."""
     context.outside_staging().outbox.clear()
     yield
     context.outside_staging().outbox.clear()
+    locks.renewer.forget_all()
 
 
 @pytest.fixture

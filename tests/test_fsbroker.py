@@ -170,8 +170,8 @@ def test_a_full_disk_strands_no_message_and_the_broker_resumes_when_room_returns
         with pytest.raises(OSError):
             queue.put({"n": 2})  # a publish fails, and says so (the outbox relays it later)
         held.requeue()  # nor can a requeue write: the message must not stay held by us
-        assert not list((small_disk / "queue").glob(".*.part"))  # no partial files left
-        assert not list((small_disk / "queue").glob("*.msg"))
+        assert not list((small_disk / "queue").rglob(".*.part"))  # no partial files left
+        assert not list((small_disk / "queue").rglob("*.msg"))
         filler.unlink()  # room again: the broker takes it up by itself
         again = queue.get(timeout=30)
         assert again.payload == {"n": 1} and again.delivery_info["redelivered"]

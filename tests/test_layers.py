@@ -91,7 +91,7 @@ def test_only_the_ledger_changes_a_status():
     """Every `.update(status=...)` of a message or an incident is in engine/ledger.py."""
     writers = set()
     for name, path in modules_under("incidents").items():
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        for node in ast.walk(parse(path)):
             if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
                     and node.func.attr == "update"
                     and any(k.arg == "status" for k in node.keywords)):

@@ -136,9 +136,9 @@ def test_the_embedded_broker_still_delivers_files_named_before_priorities(tmp_pa
     with fs_connection(tmp_path) as conn:
         queue = conn.SimpleQueue("old")
         queue.put({"n": "written before the upgrade"}, priority=1)
-        [new] = list((tmp_path / "queue").glob("*.old.msg"))
-        assert new.name.startswith("p8_")
-        new.rename(new.with_name(f"000000012345678_000000000001_{uuid.uuid4()}.old.msg"))
+        [new] = list((tmp_path / "queue").rglob("*.old.msg"))
+        assert new.name.startswith("p8_") and new.parent == tmp_path / "queue" / "old.q" / "p8"
+        new.rename(tmp_path / "queue" / f"000000012345678_000000000001_{uuid.uuid4()}.old.msg")
         queue.put({"n": "urgent"}, priority=3)
         assert queue.get(timeout=1).payload["n"] == "written before the upgrade"
         assert queue.get(timeout=1).payload["n"] == "urgent"

@@ -11,7 +11,12 @@ kombu polls such a transport and sleeps `polling_interval` whenever it gets noth
 while its prefetch window is full, so a worker would take at most prefetch-count messages
 per interval. Here an ack wakes the poller at once, and the pause after an empty poll
 starts at a millisecond and doubles up to `polling_interval` while the queues stay empty.
-One directory listing serves every queue in a polling cycle.
+
+Messages wait in a folder per queue and priority (`<queue>.q/p<rank>/`, rank 0 the highest),
+taken highest priority first, then oldest first: a poll lists only its queue's folders, a
+deep queue's listing serves later polls while it lasts, and a message of a higher priority
+is seen without listing the deep one. Files written by versions before this layout, directly
+in the queue folder, are still delivered (first).
 """
 from __future__ import annotations
 
@@ -37,6 +42,8 @@ logger = logging.getLogger(__name__)
 HOST = socket.gethostname().replace("~", "-")
 RECOVERY_INTERVAL_SECONDS = 5.0
 FIRST_PAUSE_SECONDS = 0.001
+#: How long a queue's listing may serve later polls (a deep queue is listed only this often).
+LISTING_REUSE_SECONDS = 0.5
 
 
 class _Liveness:
@@ -88,10 +95,15 @@ class Channel(filesystem.Channel):
         self._held: dict[str, str] = {}  # delivery tag -> file in the processed folder
         self._no_ack: set[str] = set()  # queues consumed without acks (Celery's pidbox)
         self._recovered_at = 0.0
-        self._listing: dict[str, list[str]] | None = None  # queue -> files, this cycle
+        self._legacy: dict[str, list[str]] | None = None  # queue -> files, this cycle
+        # folder -> (when listed, its message files not yet tried, oldest first)
+        self._listings: dict[str, tuple[float, list[str]]] = {}
+        self._listed_this_cycle: set[str] = set()
+        self._made: set[str] = set()  # folders this channel knows exist
 
     def forget_listing(self) -> None:
-        self._listing = None
+        self._legacy = None
+        self._listed_this_cycle.clear()
 
     def _exchange_file(self, exchange: str) -> Any:
         # A queue's exchange has its name, which may hold ':'; kombu refuses that in a file
@@ -100,23 +112,87 @@ class Channel(filesystem.Channel):
             exchange = "-" + exchange.encode().hex()
         return super()._exchange_file(exchange)  # type: ignore[misc]  # not in the stubs
 
-    def _files_of(self, queue: str) -> list[str]:
-        """Message files of `queue` in delivery order (higher priority first, then oldest
-        first: see _put), from one listing per polling cycle. Files named before priorities
-        (their names start with a digit) sort before all others, oldest first."""
-        if self._listing is None:
-            self._listing = {}
+    def _folder(self, queue: str, rank: int) -> str:
+        """Where `queue`'s messages of priority rank `rank` (0 the highest) wait: a folder per
+        queue and rank, so a poll lists only its queue's files and reaches a long queue of
+        lower priority only when nothing of a higher one waits."""
+        if "/" in queue or queue.startswith("."):
+            queue = "-" + queue.encode().hex()
+        return os.path.join(self.data_folder_in, f"{queue}.q", f"p{rank}")
+
+    def _ranks(self, queue: str) -> list[str]:
+        """The queue's priority folders, highest priority first."""
+        base = os.path.dirname(self._folder(queue, 0))
+        try:
+            return [os.path.join(base, n) for n in sorted(os.listdir(base)) if n[:1] == "p"]
+        except FileNotFoundError:
+            return []
+
+    def _legacy_files(self, queue: str) -> list[str]:
+        """Files of `queue` written before per-queue folders, in the queue folder itself
+        (delivered first, oldest first); one listing per polling cycle serves every queue."""
+        if self._legacy is None:
+            self._legacy = {}
             for name in sorted(os.listdir(self.data_folder_in)):
                 if not name.startswith(".") and name.endswith(".msg"):
-                    self._listing.setdefault(name.partition(".")[2][:-4], []).append(name)
-        return self._listing.get(queue, [])
+                    self._legacy.setdefault(name.partition(".")[2][:-4], []).append(
+                        os.path.join(self.data_folder_in, name))
+        return self._legacy.get(queue, [])
 
-    def _write(self, name: str, payload: Any) -> None:
-        partial = os.path.join(self.data_folder_out, f".{name}.{uuid.uuid4().hex}.part")
+    def _listed(self, folder: str, *, afresh: bool = False) -> list[str]:
+        """The folder's message files not yet tried, oldest first. A folder is listed once
+        per polling cycle, and a long listing serves later cycles too while it lasts (for
+        LISTING_REUSE_SECONDS): files written since sort after it (except a message given
+        back, which its own channel lists afresh), and files others took are skipped."""
+        cached = self._listings.get(folder)
+        if cached is not None and not afresh and (
+                folder in self._listed_this_cycle
+                or (cached[1] and monotonic() - cached[0] < LISTING_REUSE_SECONDS)):
+            return cached[1]
+        try:
+            names = sorted(n for n in os.listdir(folder)
+                           if n.endswith(".msg") and not n.startswith("."))
+        except FileNotFoundError:
+            names = []
+        files = [os.path.join(folder, n) for n in names]
+        self._listings[folder] = (monotonic(), files)
+        self._listed_this_cycle.add(folder)
+        return files
+
+    def _folder_of(self, name: str, payload: Any) -> str:
+        """The folder a message file named `name` (by _put, or before priorities) goes back to."""
+        queue = name.partition(".")[2].removesuffix(".msg")
+        rank = (int(name[1]) if name[:1] == "p" and name[1:2].isdigit()
+                else self._get_message_priority(payload, reverse=True))
+        return self._folder(queue, rank)
+
+    def _queue_files(self, queue: str) -> list[str]:
+        """Every message file of `queue` now (a fresh listing)."""
+        self.forget_listing()
+        return [*self._legacy_files(queue),
+                *(path for folder in self._ranks(queue)
+                  for path in self._listed(folder, afresh=True))]
+
+    def _size(self, queue: str) -> int:
+        return len(self._queue_files(queue))
+
+    def _purge(self, queue: str) -> int:
+        purged = 0
+        for path in self._queue_files(queue):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+                purged += 1
+        return purged
+
+    def _write(self, folder: str, name: str, payload: Any) -> None:
+        if folder not in self._made:
+            os.makedirs(folder, exist_ok=True)
+            self._made.add(folder)
+        partial = os.path.join(folder, f".{name}.{uuid.uuid4().hex}.part")
         try:
             with open(partial, "wb") as f:
                 f.write(str_to_bytes(dumps(payload)))
-            os.replace(partial, os.path.join(self.data_folder_out, name))
+            os.replace(partial, os.path.join(folder, name))
         except OSError:  # the disk is full (or gone): leave no partial file behind
             with contextlib.suppress(OSError):
                 os.remove(partial)
@@ -131,15 +207,32 @@ class Channel(filesystem.Channel):
         if first:
             stamp = f"{'0' * 15}_{stamp}"
         rank = self._get_message_priority(message, reverse=True)  # 0..9, 0 the highest
-        self._write(f"p{rank}_{stamp}_{uuid.uuid4()}.{queue}.msg", message)
+        folder = self._folder(queue, rank)
+        self._write(folder, f"p{rank}_{stamp}_{uuid.uuid4()}.{queue}.msg", message)
+        if first:
+            self._listings.pop(folder, None)  # it goes before what this channel listed
 
     def _get(self, queue: str, timeout: float | None = None) -> Any:
         if time.monotonic() - self._recovered_at > RECOVERY_INTERVAL_SECONDS:
             self.recover_abandoned()
-        files = self._files_of(queue)
+        payload = self._take_first(queue, self._legacy_files(queue))
+        for folder in self._ranks(queue) if payload is None else ():
+            payload = self._take_first(queue, self._listed(folder))
+            if payload is None and folder not in self._listed_this_cycle:
+                # A listing kept from an earlier cycle ran out (others took the rest):
+                # list the folder again before going on to lower priorities.
+                payload = self._take_first(queue, self._listed(folder, afresh=True))
+            if payload is not None:
+                break
+        if payload is None:
+            raise Empty()
+        return payload
+
+    def _take_first(self, queue: str, files: list[str]) -> Any:
+        """Take the first of `files` no other consumer took first; its payload, or None."""
         while files:
-            name = files.pop(0)
-            taken = self._take(os.path.join(self.data_folder_in, name), name)
+            path = files.pop(0)
+            taken = self._take(path, os.path.basename(path))
             if taken is None:
                 continue  # another consumer took it first, or it was not a message
             held, payload = taken
@@ -148,7 +241,7 @@ class Channel(filesystem.Channel):
             else:
                 self._held[payload["properties"]["delivery_tag"]] = held
             return payload
-        raise Empty()
+        return None
 
     def basic_get(self, *args: Any, **kwargs: Any) -> Any:
         self.forget_listing()  # a single get, not part of a polling cycle: list afresh
@@ -275,7 +368,7 @@ class Channel(filesystem.Channel):
                 continue  # another process is recovering it
             claimed, payload = taken
             try:
-                self._write(name, _mark_redelivered(payload))
+                self._write(self._folder_of(name, payload), name, _mark_redelivered(payload))
             except OSError as exc:  # still no room: leave it for a later pass
                 os.rename(claimed, os.path.join(self.processed_folder, held))
                 logger.warning("embedded broker: cannot requeue %s yet: %s", name, exc)

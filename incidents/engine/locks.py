@@ -192,6 +192,11 @@ class LeaseRenewer:
         with self._guard:
             self._held.pop((label, incident_id, owner), None)
 
+    def forget_all(self) -> None:
+        """Stop renewing every lock (a test's: its database is gone with it)."""
+        with self._guard:
+            self._held.clear()
+
     def _run(self) -> None:
         from django.db import connection
 

@@ -14,7 +14,6 @@ import logging
 from typing import Any
 
 from django.db import transaction
-from django.db.models import QuerySet
 
 from incidents import conf
 from incidents.engine import audit, context, incidents_db, ledger, outbox, registry, releases
@@ -30,9 +29,8 @@ MAX_KIND, MAX_REF = 100, 500  # the model's column lengths
 ENVELOPE_BYTES = 2_000
 
 
-def outstanding(incident_id: str | None = None) -> QuerySet[ExternalResource]:
-    """Resources not yet released (HELD, RELEASING, FAILED): the incident's, or all."""
-    return releases.outstanding(incident_id)
+#: Resources not yet released (HELD, RELEASING, FAILED): an incident's, or all.
+outstanding = releases.outstanding
 
 
 def register(incident_id: Any, kind: Any, ref: Any, release_queue: Any = None,
