@@ -377,6 +377,28 @@ def _purge(conn: Any, queue: str) -> int:
         channel.close()
 
 
+def phase_main(name: str, doc: str | None,
+               measure_phase: Callable[[Sizes, argparse.Namespace], dict[str, Any]]) -> None:
+    """The command line of a phase bench.suite runs after bench.measure (bench/timers.py,
+    bench/priority.py): its figures under `name`, with the machine and the sizes."""
+    parser = argparse.ArgumentParser(description=(doc or "").splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (a smoke run)")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--output", required=True)
+    args = parser.parse_args()
+    sizes = QUICK if args.quick else Sizes()
+    workflow.SetLoggingLevel(logging.WARNING)  # the harness's own sends; workers log apart
+    call_command("migrate", verbosity=0)
+    purged = purge_leftovers()
+    if purged:
+        print(f"bench: purged messages an earlier run left in the benchmark's queues: {purged}",
+              file=sys.stderr)
+    result = {"machine": describe(), "sizes": asdict(sizes), "repeat": args.repeat,
+              name: measure_phase(sizes, args)}
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(result, indent=2))
+
+
 # `chains` is the hop chains of `shapes` alone (a few minutes for the per-hop cost).
 PHASES = ("shapes", "chains", "scaling", "memory", "growth")
 

@@ -15,19 +15,12 @@ same worker once the backlog is gone.
 """
 from __future__ import annotations
 
-import argparse
-import json
-import logging
-import sys
 import time
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
 from typing import Any
 
-from django.core.management import call_command
-
 from bench.django_setup import WORKFLOW_MODULES
-from bench.measure import QUICK, Sizes, describe, purge_leftovers, stats, wait_for
+from bench.measure import phase_main, stats, wait_for
 from incidents import workflow
 from incidents.models import (
     ENDED_INCIDENT_STATUSES,
@@ -135,23 +128,8 @@ def measure(shape: Shape, repeat: int, timeout: float) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny sizes (a smoke run)")
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--output", required=True)
-    args = parser.parse_args()
-    sizes = QUICK if args.quick else Sizes()
-    workflow.SetLoggingLevel(logging.WARNING)
-    call_command("migrate", verbosity=0)
-    purged = purge_leftovers()
-    if purged:
-        print(f"bench: purged messages an earlier run left in the benchmark's queues: {purged}",
-              file=sys.stderr)
-    priority = measure(QUICK_SHAPE if args.quick else Shape(), args.repeat, sizes.timeout)
-    result = {"machine": describe(), "sizes": asdict(sizes), "repeat": args.repeat,
-              "priority": priority}
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(result, indent=2))
+    phase_main("priority", __doc__, lambda sizes, args: measure(
+        QUICK_SHAPE if args.quick else Shape(), args.repeat, sizes.timeout))
 
 
 if __name__ == "__main__":

@@ -8,26 +8,18 @@ worker with 2 processes; bench.suite runs it after bench.measure. Alone:
 """
 from __future__ import annotations
 
-import argparse
-import json
-import logging
 import uuid
-from dataclasses import asdict
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
-from django.core.management import call_command
 from django.utils import timezone
 
 import bench.django_setup  # noqa: F401  (sets Django up)
 from bench.measure import (
-    QUICK,
     Engine,
     Run,
     Sizes,
-    describe,
-    purge_leftovers,
+    phase_main,
     rates,
     stats,
     wait_for,
@@ -96,21 +88,9 @@ def measure(sizes: Sizes, repeat: int, *, pending: int, fired: int) -> dict[str,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny sizes (a smoke run)")
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--output", required=True)
-    args = parser.parse_args()
-    sizes = QUICK if args.quick else Sizes()
-    workflow.SetLoggingLevel(logging.WARNING)
-    call_command("migrate", verbosity=0)
-    purge_leftovers()  # its queues afresh, as bench.measure's
-    timers = measure(sizes, args.repeat, pending=QUICK_PENDING if args.quick else PENDING,
-                     fired=QUICK_FIRED if args.quick else FIRED)
-    result = {"machine": describe(), "sizes": asdict(sizes), "repeat": args.repeat,
-              "timers": timers}
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(result, indent=2))
+    phase_main("timers", __doc__, lambda sizes, args: measure(
+        sizes, args.repeat, pending=QUICK_PENDING if args.quick else PENDING,
+        fired=QUICK_FIRED if args.quick else FIRED))
 
 
 if __name__ == "__main__":
