@@ -84,23 +84,26 @@ def lock_incident(incident_id: str) -> str | None:
 
 def released(message_id: str, incident_id: str, handler: str) -> None:
     """In the commit of a release handler's successful run: its resource is RELEASED."""
-    status = lock_incident(incident_id)
-    rows = ExternalResource.objects.filter(release_message=message_id)
-    if ledger.resource_released(rows, f"released by {handler} (message {message_id})"):
+    if _mark_released(incident_id, ExternalResource.objects.filter(release_message=message_id),
+                      f"released by {handler} (message {message_id})"):
         logger.info("incident %s: resource released by %s (message %s)", incident_id,
                     handler, message_id)
-    if status not in LIVE_INCIDENT_STATUSES:
-        mark_cleaned_if_done(incident_id)
 
 
 def released_by_handler(incident_id: str, ref: str, by: str) -> None:
     """ReleaseResource(): the resource is RELEASED, whatever its release was doing."""
+    _mark_released(incident_id, ExternalResource.objects.filter(incident_id=incident_id, ref=ref),
+                   f"released by {by or 'code outside a handler'} (ReleaseResource)")
+
+
+def _mark_released(incident_id: str, rows: QuerySet[ExternalResource], comment: str) -> int:
+    """`rows` RELEASED, the incident locked; an ended incident whose last outstanding
+    release this was is marked cleaned. How many were released."""
     status = lock_incident(incident_id)
-    rows = ExternalResource.objects.filter(incident_id=incident_id, ref=ref)
-    ledger.resource_released(rows, f"released by {by or 'code outside a handler'} "
-                                   "(ReleaseResource)")
+    count = ledger.resource_released(rows, comment)
     if status not in LIVE_INCIDENT_STATUSES:
         mark_cleaned_if_done(incident_id)
+    return count
 
 
 def cleanup_may_finish(incident_id: str, originator: str) -> tuple[bool, list[StagedMessage]]:
